@@ -1,0 +1,45 @@
+"""The library's exceptions.
+
+    MRCError
+    ├── ConfigError            (also ValueError)  a bad mysql/redis config or option
+    ├── InvalidArgumentError   (also ValueError)  a call the library refuses
+    │   └── InvalidParamError                    a query param it cannot format or key
+    ├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
+    ├── QueryError                               MySQL failed; the driver error is the cause
+    ├── CacheError                               Redis failed; the driver error is the cause
+    └── ClientClosedError                        the client was used after close
+"""
+
+from __future__ import annotations
+
+
+class MRCError(Exception):
+    """Base class of every error this library raises."""
+
+
+class ConfigError(MRCError, ValueError):
+    """A MySQL or Redis configuration, or a client option, is invalid."""
+
+
+class InvalidArgumentError(MRCError, ValueError):
+    """A call's arguments are refused, because honouring them could mix up cache entries."""
+
+
+class InvalidParamError(InvalidArgumentError):
+    """A query parameter has a type that can be neither formatted into SQL nor keyed."""
+
+
+class EncodeError(MRCError, TypeError):
+    """A value cannot be encoded as the JSON the Node library would store."""
+
+
+class QueryError(MRCError):
+    """The MySQL query failed; `__cause__` holds the driver's exception."""
+
+
+class CacheError(MRCError):
+    """Redis failed or answered with something unusable; `__cause__` holds the reason."""
+
+
+class ClientClosedError(MRCError):
+    """The client or server was closed and cannot be used again."""

@@ -1,0 +1,205 @@
+"""JavaScript value semantics the cache format depends on: String(), Number formatting, Date."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ._errors import InvalidParamError
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# ECMAScript time values stop at ±8.64e15 ms from the epoch.
+_MAX_TIME_MS = 8_640_000_000_000_000
+
+
+def js_number(value: float) -> str:
+    """Format a float as JavaScript's Number.prototype.toString() does."""
+    if value != value:
+        return "NaN"
+    if value == 0:
+        return "0"  # also -0: String(-0) is "0"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value < 0:
+        return "-" + js_number(-value)
+    # repr() gives the shortest digits that round-trip, as JS does; only the layout differs.
+    mantissa, _, exp_text = repr(value).partition("e")
+    int_part, _, frac_part = mantissa.partition(".")
+    all_digits = int_part + frac_part
+    significant = all_digits.lstrip("0")
+    # value == 0.<digits> * 10**n
+    n = len(int_part) + (int(exp_text) if exp_text else 0) - (len(all_digits) - len(significant))
+    digits = significant.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * (-n) + digits
+    exponent = n - 1
+    sign = "+" if exponent >= 0 else "-"
+    head = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{head}e{sign}{abs(exponent)}"
+
+
+def js_number_value(value: float) -> int | float:
+    """The Python value JSON.parse(JSON.stringify(value)) gives back, as `json.loads` reads it."""
+    if not math.isfinite(value):
+        raise ValueError("non-finite numbers have no JSON form")
+    if value == int(value) and abs(value) < 1e21:
+        return int(js_number(value))
+    return value
+
+
+def js_string(value: object) -> str:
+    """Convert a query parameter as JavaScript's String(value) does for the Node key."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return js_number(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, list | tuple):
+        return ",".join("" if item is None else js_string(item) for item in value)
+    if isinstance(value, Mapping):
+        return "[object Object]"
+    if isinstance(value, date):
+        return date_to_string(to_instant(value))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidParamError(f"non-finite Decimal {value!r} has no SQL form")
+        return format(value, "f")
+    raise InvalidParamError(
+        f"unsupported query parameter type {type(value).__name__}: use None, bool, int, float, "
+        "str, bytes, Decimal, date, datetime, or a list, tuple or dict of them"
+    )
+
+
+@functools.cache
+def _zone_names() -> dict[str, list[str]]:
+    text = resources.files(__package__).joinpath("_tznames.json").read_text("utf-8")
+    names: dict[str, list[str]] = json.loads(text)
+    return names
+
+
+def local_zone_name() -> str:
+    """The IANA name of this process's local time zone, as Node would see it."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz:
+        return tz
+    try:
+        target = Path("/etc/localtime").resolve(strict=True)
+        parts = target.parts
+        if "zoneinfo" in parts:
+            return "/".join(parts[parts.index("zoneinfo") + 1 :])
+    except OSError:
+        pass
+    return "UTC"
+
+
+@functools.cache
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def local_zone() -> tzinfo:
+    """The process's local zone as a tzinfo (UTC when it cannot be resolved, as in Node)."""
+    return _zone(local_zone_name())
+
+
+def to_instant(value: date) -> datetime:
+    """The instant a JS Date built from `value` holds: naive values are local wall time."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            return value.astimezone(UTC)
+        return value.replace(tzinfo=local_zone()).astimezone(UTC)
+    return datetime.combine(value, time(), local_zone()).astimezone(UTC)
+
+
+def _offset_text(offset: timedelta, colon: bool) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}{':' if colon else ''}{mins:02d}"
+
+
+def date_to_string(instant: datetime) -> str:
+    """JS Date.prototype.toString() in the local zone, e.g. 'Mon Jan 01 2024 ... (Central ...)'."""
+    zone_name = local_zone_name()
+    local = instant.astimezone(_zone(zone_name))
+    offset = local.utcoffset() or timedelta()
+    names = _zone_names().get(zone_name)
+    if names is None:
+        long_name = "GMT" + (_offset_text(offset, True) if offset else "")
+    else:
+        long_name = names[1] if local.dst() else names[0]
+    return (
+        f"{_WEEKDAYS[local.weekday()]} {_MONTHS[local.month - 1]} {local.day:02d} "
+        f"{local.year:04d} {local.hour:02d}:{local.minute:02d}:{local.second:02d} "
+        f"GMT{_offset_text(offset, False)} ({long_name})"
+    )
+
+
+def iso_utc(instant: datetime) -> str:
+    """JS Date.prototype.toISOString(): UTC with milliseconds and 'Z'."""
+    utc = instant.astimezone(UTC)
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
+
+
+def js_local_date(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, ms: int = 0
+) -> datetime | None:
+    """`new Date(year, month - 1, day, ...)` in the local zone, overflow rules included.
+
+    Returns None where JS would make an Invalid Date (outside the time-value range).
+    """
+    if 0 <= year <= 99:
+        year += 1900  # the Date constructor maps two-digit years to 19xx
+    month_index = year * 12 + (month - 1)
+    y, m = divmod(month_index, 12)
+    if not 1 <= y <= 9999:
+        return None
+    wall = datetime(y, m + 1, 1) + timedelta(
+        days=day - 1, hours=hour, minutes=minute, seconds=second, milliseconds=ms
+    )
+    instant = wall.replace(tzinfo=local_zone()).astimezone(UTC)
+    if abs((instant - _EPOCH) // timedelta(milliseconds=1)) > _MAX_TIME_MS:
+        return None
+    return instant
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes as Node's Buffer.from(text) gives them: lone surrogates become U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text).encode("utf-8")

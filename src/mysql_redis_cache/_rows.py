@@ -1,0 +1,256 @@
+"""Result rows as the Node library caches them: mysql2's type casting, then its row normalizer.
+
+Values come out in their JSON shape (what a cache hit decodes to): dates as ISO strings,
+binary as `{"type": "Buffer", "data": [...]}`, numbers as JS numbers would print.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymysql.constants import FIELD_TYPE
+
+from ._errors import QueryError
+from ._json import buffer_json
+from ._jsvalue import iso_utc, js_local_date, js_number_value
+from ._mysql import RawResult
+
+_BINARY_CHARSET = 63
+_MAX_SAFE_INT = 2**53
+# The Node normalizer's /^-?\d+\.?\d*$/; JS \d is ASCII-only and $ does not match before "\n".
+_NUMERIC = re.compile(r"-?[0-9]+\.?[0-9]*")
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+_FIXED_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
+
+Converter = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CastOptions:
+    """The mysql2 options that change how values are cast."""
+
+    timezone: str = "local"
+    date_strings: bool | tuple[str, ...] = False
+    normalize_numbers: bool = True
+
+
+def _int(raw: bytes) -> int | float:
+    value = int(raw)
+    if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+        return value
+    return js_number_value(float(raw))  # mysql2 returns a lossy Number, as JS prints it
+
+
+def _float(raw: bytes) -> int | float | None:
+    # mysql2 accumulates short numbers digit by digit; for up to 15 digits that is exactly
+    # float(), beyond it can differ in the last bit, so the same arithmetic is replayed.
+    text = raw.decode("ascii")
+    if len(text) > 17 or "e" in text or "E" in text or sum(c.isdigit() for c in text) <= 15:
+        value = float(text)
+    else:
+        value = _accumulated_float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        return None  # JSON.stringify writes null
+    return js_number_value(value)
+
+
+def _accumulated_float(text: str) -> float:
+    result, factor, past_dot = 0.0, 1.0, False
+    body = text
+    if body.startswith("-"):
+        factor, body = -1.0, body[1:]
+    body = body.removeprefix("+")
+    for ch in body:
+        if ch == ".":
+            past_dot = True
+            continue
+        result = result * 10 + (ord(ch) - 48)
+        if past_dot:
+            factor *= 10
+    return result / factor
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _buffer(raw: bytes) -> dict[str, Any]:
+    return buffer_json(raw)
+
+
+def _date_at(timezone: str, year: int, month: int, day: int, *clock: int) -> datetime | None:
+    """The instant mysql2 builds for a DATE or DATETIME under its `timezone` option."""
+    if timezone == "local":
+        return js_local_date(year, month, day, *clock)
+    hour, minute, second, ms = (*clock, 0, 0, 0, 0)[:4]
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    try:
+        wall = datetime(year, month, 1, tzinfo=UTC) + timedelta(
+            days=day - 1, hours=hour, minutes=minute, seconds=second, milliseconds=ms
+        )
+    except ValueError:
+        return None
+    if timezone == "Z":
+        return wall
+    if _FIXED_OFFSET.fullmatch(timezone):
+        sign = -1 if timezone[0] == "-" else 1
+        return wall - sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
+    raise QueryError(f"unsupported timezone option {timezone!r}: use 'local', 'Z' or '+HH:MM'")
+
+
+def _make_date(options: CastOptions) -> Converter:
+    def convert(raw: bytes) -> str | None:
+        if len(raw) != 10:
+            return None
+        instant = _date_at(options.timezone, int(raw[0:4]), int(raw[5:7]), int(raw[8:10]))
+        return None if instant is None else iso_utc(instant)
+
+    return convert
+
+
+def _make_datetime(options: CastOptions) -> Converter:
+    def convert(raw: bytes) -> str | None:
+        if len(raw) < 19:
+            return None
+        month, day = int(raw[5:7]), int(raw[8:10])
+        if month == 0 or day == 0 or month > 12 or day > 31:
+            return None  # a zero date: mysql2 makes an Invalid Date, which JSON writes as null
+        ms = int((raw[20:23] + b"00")[:3]) if len(raw) > 20 else 0
+        instant = _date_at(
+            options.timezone,
+            int(raw[0:4]),
+            month,
+            day,
+            int(raw[11:13]),
+            int(raw[14:16]),
+            int(raw[17:19]),
+            ms,
+        )
+        return None if instant is None else iso_utc(instant)
+
+    return convert
+
+
+def _ordered_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object with JS property order: array-index keys first, ascending."""
+    obj = dict(pairs)
+    indexes = [k for k in obj if _ARRAY_INDEX.fullmatch(k) and int(k) < 2**32 - 1]
+    if not indexes:
+        return obj
+    ordered = {k: obj[k] for k in sorted(indexes, key=int)}
+    ordered.update((k, v) for k, v in obj.items() if k not in ordered)
+    return ordered
+
+
+def _json_float(text: str) -> int | float | None:
+    value = float(text)  # JSON.parse rounds correctly, like float()
+    return None if value in (float("inf"), float("-inf")) else js_number_value(value)
+
+
+def _json_column(raw: bytes) -> Any:
+    return json.loads(
+        raw.decode("utf-8", "replace"),
+        parse_int=lambda s: _int(s.encode()),
+        parse_float=_json_float,
+        parse_constant=lambda s: None,
+        object_pairs_hook=_ordered_pairs,
+    )
+
+
+def _unsupported(type_name: str) -> Converter:
+    def convert(raw: bytes) -> Any:
+        raise QueryError(f"column type {type_name} is not supported by the cache")
+
+    return convert
+
+
+def _wants_string(type_name: str, date_strings: bool | tuple[str, ...]) -> bool:
+    if isinstance(date_strings, bool):
+        return date_strings
+    return type_name in date_strings
+
+
+def converter_for(field: Any, options: CastOptions) -> Converter:
+    """The function that casts one column's raw bytes as mysql2 would."""
+    if getattr(field, "ext_format", None) == "json":
+        return _json_column
+    code = field.type_code
+    if code in (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24,
+                FIELD_TYPE.YEAR, FIELD_TYPE.LONGLONG):  # fmt: skip
+        return _int
+    if code in (FIELD_TYPE.FLOAT, FIELD_TYPE.DOUBLE):
+        return _float
+    if code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL, FIELD_TYPE.TIME):
+        return _text
+    if code == FIELD_TYPE.DATE:
+        return _text if _wants_string("DATE", options.date_strings) else _make_date(options)
+    if code in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
+        name = "DATETIME" if code == FIELD_TYPE.DATETIME else "TIMESTAMP"
+        return _text if _wants_string(name, options.date_strings) else _make_datetime(options)
+    if code == FIELD_TYPE.JSON:
+        return _json_column
+    if code == FIELD_TYPE.GEOMETRY:
+        return _unsupported("GEOMETRY")
+    if field.charsetnr == _BINARY_CHARSET:
+        return _buffer
+    return _text
+
+
+def _normalized(value: Any) -> Any:
+    """The Node library's _normalizeRow for one value: numeric-looking strings become numbers."""
+    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+        number = float(value)
+        if number not in (float("inf"), float("-inf")):
+            return js_number_value(number)
+    return value
+
+
+def _column_order(names: Sequence[str]) -> list[str]:
+    unique = list(dict.fromkeys(names))
+    return list(_ordered_pairs([(n, None) for n in unique]))
+
+
+def rows_from(result: RawResult, options: CastOptions) -> list[dict[str, Any]]:
+    """Cast every row of a result set into the value Node would cache for it."""
+    names = [field.name for field in result.fields]
+    converters = [converter_for(field, options) for field in result.fields]
+    order = _column_order(names)
+    reorder = order != names
+    normalize = options.normalize_numbers
+    rows = []
+    for raw_row in result.rows:
+        row: dict[str, Any] = {}
+        for name, convert, raw in zip(names, converters, raw_row, strict=True):
+            value = None if raw is None else convert(raw)
+            row[name] = _normalized(value) if normalize else value
+        if reorder:
+            row = {name: row[name] for name in order}
+        rows.append(row)
+    return rows
+
+
+def ok_packet(result: RawResult) -> dict[str, Any]:
+    """mysql2's ResultSetHeader for a statement that returns no rows."""
+    info = result.message
+    match = re.search(r"Changed: (\d+)", info)
+    return {
+        "fieldCount": 0,
+        "affectedRows": result.affected_rows,
+        "insertId": _int(str(result.insert_id).encode()),
+        "info": info,
+        "serverStatus": result.server_status,
+        "warningStatus": result.warning_count,
+        "changedRows": int(match.group(1)) if match else 0,
+    }
+
+
+def shape(results: Sequence[RawResult], options: CastOptions) -> Any:
+    """What Node's queryToPromise caches for a query's results."""
+    shaped = [rows_from(r, options) if r.fields else ok_packet(r) for r in results]
+    return shaped[0] if len(shaped) == 1 else shaped
