@@ -3,7 +3,7 @@
 `MRCClient` caches query results; `MRCServer` invalidates them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata as _metadata
 
 from ._client import MRCClient
 from ._errors import (
@@ -18,10 +18,7 @@ from ._errors import (
 )
 from ._server import MRCServer
 
-try:
-    __version__ = version("actvalue.mysql-redis-cache")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+__version__ = _metadata.version("actvalue.mysql-redis-cache")
 
 __all__ = [
     "CacheError",

@@ -27,10 +27,10 @@ class MySQLConfig(TypedDict, total=False):
     password: str
     db: str
     database: str  # mysql2's name for db
-    connectionLimit: int  # mysql2's pool size  # noqa: N815
+    connectionLimit: int  # mysql2's pool size
     timezone: str  # 'local' (default), 'Z' or '+HH:MM', as in mysql2
-    dateStrings: bool | list[str]  # noqa: N815
-    multipleStatements: bool  # noqa: N815
+    dateStrings: bool | list[str]
+    multipleStatements: bool
     charset: str
     autocommit: bool
     connect_timeout: float

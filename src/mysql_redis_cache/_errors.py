@@ -1,13 +1,13 @@
 """The library's exceptions.
 
-    MRCError
-    ├── ConfigError            (also ValueError)  a bad mysql/redis config or option
-    ├── InvalidArgumentError   (also ValueError)  a call the library refuses
-    │   └── InvalidParamError                    a query param it cannot format or key
-    ├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
-    ├── QueryError                               MySQL failed; the driver error is the cause
-    ├── CacheError                               Redis failed; the driver error is the cause
-    └── ClientClosedError                        the client was used after close
+MRCError
+├── ConfigError            (also ValueError)  a bad mysql/redis config or option
+├── InvalidArgumentError   (also ValueError)  a call the library refuses
+│   └── InvalidParamError                    a query param it cannot format or key
+├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
+├── QueryError                               MySQL failed; the driver error is the cause
+├── CacheError                               Redis failed; the driver error is the cause
+└── ClientClosedError                        the client was used after close
 """
 
 from __future__ import annotations

@@ -32,8 +32,9 @@ def tokens_for(names: Sequence[str], values: Sequence[object]) -> list[bytes]:
     tokens = []
     for name in names:
         if not isinstance(name, str) or not name or "=" in name:
-            raise InvalidArgumentError(f"param name {name!r} cannot be matched: it must be a "
-                                       "non-empty string without '='")
+            raise InvalidArgumentError(
+                f"param name {name!r} cannot be matched: it must be a non-empty string without '='"
+            )
     for name, value in zip(names, values, strict=True):
         tokens.append(utf8(f"{name}={js_string(value)}"))
     return tokens

@@ -77,9 +77,7 @@ def _plain(value: object, exact: bool = False) -> object:
         if not value.is_finite():
             return None
         return _plain(float(value), exact) if value != value.to_integral_value() else int(value)
-    raise EncodeError(
-        f"cannot encode a value of type {type(value).__name__} as JSON for the cache"
-    )
+    raise EncodeError(f"cannot encode a value of type {type(value).__name__} as JSON for the cache")
 
 
 def _string(text: str) -> str:

@@ -172,10 +172,18 @@ def iso_utc(instant: datetime) -> str:
     )
 
 
-def js_local_date(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, ms: int = 0
+def js_date(
+    zone: tzinfo,
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    ms: int = 0,
 ) -> datetime | None:
-    """`new Date(year, month - 1, day, ...)` in the local zone, overflow rules included.
+    """`new Date(year, month - 1, day, ...)` (or `Date.UTC(...)` with UTC) as wall time in
+    `zone`, with JS's overflow rules: years 0-99 are 19xx, month 0 and day 0 roll back.
 
     Returns None where JS would make an Invalid Date (outside the time-value range).
     """
@@ -188,7 +196,7 @@ def js_local_date(
     wall = datetime(y, m + 1, 1) + timedelta(
         days=day - 1, hours=hour, minutes=minute, seconds=second, milliseconds=ms
     )
-    instant = wall.replace(tzinfo=local_zone()).astimezone(UTC)
+    instant = wall.replace(tzinfo=zone).astimezone(UTC)
     if abs((instant - _EPOCH) // timedelta(milliseconds=1)) > _MAX_TIME_MS:
         return None
     return instant

@@ -28,6 +28,7 @@ class _ExtendedFieldDescriptor(FieldDescriptorPacket):  # type: ignore[misc]
 
     ext_type_name: str | None = None
     ext_format: str | None = None
+    _position: int
 
     def _parse_field_descriptor(self, encoding: str) -> None:
         self.catalog = self.read_length_coded_string()
@@ -271,18 +272,6 @@ class Pool:
             async with cond:
                 await cond.wait()
 
-    def discard(self) -> None:
-        """Forget every connection without touching its event loop (it may be closed)."""
-        for conn in [*self._free, *self._used]:
-            transport = getattr(conn._writer, "transport", None) if conn._writer else None
-            if transport is not None:
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.close()
-        self._free.clear()
-        self._used.clear()
-        self._closed = True
-
 
 class _AcquireContext:
     def __init__(self, pool: Pool) -> None:
@@ -300,4 +289,3 @@ class _AcquireContext:
         if self._conn is not None:
             await self._pool.release(self._conn)
             self._conn = None
-

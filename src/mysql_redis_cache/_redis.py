@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -42,8 +42,8 @@ class RedisHolder:
 
     async def get(self, key: str) -> bytes | None:
         with redis_errors("GET"):
-            value: bytes | None = await self.client().get(utf8(key))
-        return value
+            value = await self.client().get(utf8(key))
+        return cast(bytes | None, value)
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         with redis_errors("SET"):
@@ -57,7 +57,7 @@ class RedisHolder:
             with redis_errors("SCAN"):
                 cursor, keys = await client.scan(cursor, match=match, count=count)
             if keys:
-                yield keys
+                yield cast(list[bytes], keys)
             if cursor == 0:
                 return
 

@@ -17,7 +17,7 @@ from pymysql.constants import FIELD_TYPE
 
 from ._errors import QueryError
 from ._json import buffer_json
-from ._jsvalue import iso_utc, js_local_date, js_number_value
+from ._jsvalue import iso_utc, js_date, js_number_value, local_zone
 from ._mysql import RawResult
 
 _BINARY_CHARSET = 63
@@ -83,32 +83,36 @@ def _buffer(raw: bytes) -> dict[str, Any]:
     return buffer_json(raw)
 
 
-def _date_at(timezone: str, year: int, month: int, day: int, *clock: int) -> datetime | None:
-    """The instant mysql2 builds for a DATE or DATETIME under its `timezone` option."""
+def _date_at(
+    timezone: str, year: int, month: int, day: int, *clock: int, strict: bool = False
+) -> datetime | None:
+    """The instant mysql2 builds for a DATE or DATETIME under its `timezone` option.
+
+    `strict` marks mysql2's DATE-with-offset path, which parses a string and so rejects
+    out-of-range months and days instead of rolling them over.
+    """
     if timezone == "local":
-        return js_local_date(year, month, day, *clock)
-    hour, minute, second, ms = (*clock, 0, 0, 0, 0)[:4]
-    if not (1 <= month <= 12 and 1 <= day <= 31):
-        return None
-    try:
-        wall = datetime(year, month, 1, tzinfo=UTC) + timedelta(
-            days=day - 1, hours=hour, minutes=minute, seconds=second, milliseconds=ms
-        )
-    except ValueError:
-        return None
+        return js_date(local_zone(), year, month, day, *clock)
     if timezone == "Z":
-        return wall
-    if _FIXED_OFFSET.fullmatch(timezone):
-        sign = -1 if timezone[0] == "-" else 1
-        return wall - sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
-    raise QueryError(f"unsupported timezone option {timezone!r}: use 'local', 'Z' or '+HH:MM'")
+        return js_date(UTC, year, month, day, *clock)
+    if not _FIXED_OFFSET.fullmatch(timezone):
+        raise QueryError(f"unsupported timezone option {timezone!r}: use 'local', 'Z' or '+HH:MM'")
+    if strict and not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    wall = js_date(UTC, year, month, day, *clock)
+    if wall is None:
+        return None
+    sign = -1 if timezone[0] == "-" else 1
+    return wall - sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
 
 
 def _make_date(options: CastOptions) -> Converter:
     def convert(raw: bytes) -> str | None:
         if len(raw) != 10:
             return None
-        instant = _date_at(options.timezone, int(raw[0:4]), int(raw[5:7]), int(raw[8:10]))
+        instant = _date_at(
+            options.timezone, int(raw[0:4]), int(raw[5:7]), int(raw[8:10]), strict=True
+        )
         return None if instant is None else iso_utc(instant)
 
     return convert

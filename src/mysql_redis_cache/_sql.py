@@ -339,4 +339,3 @@ def format_query(sql: str, params: Sequence[object] | None, timezone: str = "loc
         return sql
     result.append(sql[chunk_start:])
     return "".join(result)
-

@@ -1,0 +1,75 @@
+"""Fixtures: the real MariaDB and Redis on this machine, and the real npm package."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from mysql_redis_cache import MRCClient, MRCServer
+
+from ._node import node_available
+
+MYSQL_HOST = os.environ.get("MRC_TEST_MYSQL_HOST", "127.0.0.1")
+MYSQL_CONFIG: dict[str, Any] = {
+    "host": MYSQL_HOST,
+    "port": int(os.environ.get("MRC_TEST_MYSQL_PORT", "3306")),
+    "user": os.environ.get("MRC_TEST_MYSQL_USER", "root"),
+    "password": os.environ.get("MRC_TEST_MYSQL_PASSWORD", ""),
+    "database": os.environ.get("MRC_TEST_MYSQL_DATABASE", "test"),
+}
+# A Redis database of its own, flushed around every test.
+REDIS_URL = os.environ.get("MRC_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("CI") and not node_available():
+        raise pytest.UsageError("CI must run the interop tests: run `make install` first")
+
+
+@pytest.fixture
+def redis_sync() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+async def client(redis_sync: redis.Redis) -> AsyncIterator[MRCClient]:
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as mrc:
+        yield mrc
+
+
+@pytest.fixture
+async def server(redis_sync: redis.Redis) -> AsyncIterator[MRCServer]:
+    async with MRCServer(REDIS_URL) as mrc:
+        yield mrc
+
+
+@pytest.fixture
+def node() -> None:
+    if not node_available():
+        pytest.skip("node or interop/node_modules missing: run `make install`")
+
+
+@pytest.fixture
+def local_tz() -> Iterator[Any]:
+    """Set the process time zone (as TZ does for Node) and restore it afterwards."""
+    before = os.environ.get("TZ")
+
+    def set_tz(name: str) -> None:
+        os.environ["TZ"] = name
+        time.tzset()
+
+    yield set_tz
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()

@@ -1,0 +1,95 @@
+"""Parsing of MySQL and Redis configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mysql_redis_cache import ConfigError
+from mysql_redis_cache._config import parse_mysql_config, parse_mysql_url, parse_redis_config
+
+URLS: list[tuple[str, dict[str, Any]]] = [
+    ("mysql://root@localhost/test", {"host": "localhost", "user": "root", "db": "test"}),
+    (
+        "mysql://us%40er:p%3Ass%2Fw@db.example:3307/my%20db",
+        {"host": "db.example", "port": 3307, "user": "us@er", "password": "p:ss/w", "db": "my db"},
+    ),
+    (
+        "mariadb://u:@h/d?connectionLimit=3&timezone=Z&dateStrings=DATE,DATETIME",
+        {
+            "host": "h",
+            "user": "u",
+            "password": "",
+            "db": "d",
+            "connectionLimit": 3,
+            "timezone": "Z",
+            "dateStrings": ("DATE", "DATETIME"),
+        },
+    ),
+    ("mysql://h?multipleStatements=true", {"host": "h", "multipleStatements": True}),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), URLS, ids=[u for u, _ in URLS])
+def test_mysql_url(url: str, expected: dict[str, Any]) -> None:
+    """URLs are percent-decoded and their parameters converted."""
+    assert expected == parse_mysql_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://h/d",
+        "mysql://h/d?nosuch=1",
+        "mysql://h/d?connectionLimit=x",
+        "mysql://h:99999/d",
+    ],
+)
+def test_bad_mysql_url(url: str) -> None:
+    """Bad schemes, unknown parameters and bad values raise ConfigError."""
+    with pytest.raises(ConfigError):
+        parse_mysql_url(url)
+
+
+def test_mysql2_names_are_translated() -> None:
+    """database, connectionLimit, timezone and dateStrings map to the driver and cast options."""
+    settings = parse_mysql_config(
+        {"database": "x", "connectionLimit": 4, "timezone": "+02:00", "dateStrings": ["date"]}
+    )
+    assert settings.connect_kwargs["db"] == "x"
+    assert settings.pool_size == 4
+    assert settings.cast.timezone == "+02:00"
+    assert settings.cast.date_strings == ("DATE",)
+    assert settings.connect_kwargs["autocommit"] is True
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"database": "a", "db": "b"}, {"connectionLimit": 0}, {"dateStrings": ["TIME"]}],
+    ids=["db-twice", "zero-pool", "bad-date-strings"],
+)
+def test_bad_mysql_config(config: dict[str, Any]) -> None:
+    """Contradictory or invalid values raise ConfigError."""
+    with pytest.raises(ConfigError):
+        parse_mysql_config(config)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (None, (None, {})),
+        ("redis://h:1/2", ("redis://h:1/2", {})),
+        ({"url": "rediss://h", "database": 3}, ("rediss://h", {"db": 3})),
+        ({"host": "h", "port": 7000}, (None, {"host": "h", "port": 7000})),
+    ],
+)
+def test_redis_config(config: Any, expected: tuple[str | None, dict[str, Any]]) -> None:
+    """URLs, redis-py keywords and node-redis style dicts are all accepted."""
+    assert expected == parse_redis_config(config)
+
+
+def test_bad_redis_url() -> None:
+    """A non-Redis URL raises ConfigError."""
+    with pytest.raises(ConfigError):
+        parse_redis_config("http://h")

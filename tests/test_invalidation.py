@@ -1,0 +1,118 @@
+"""drop_outdated_cache deletes exactly the entries asked for, Node's included."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from mysql_redis_cache import InvalidArgumentError, MRCClient, MRCServer
+
+from ._node import run_node
+from .conftest import REDIS_URL
+
+Q = "SELECT * FROM orders WHERE store = ? AND user = ?"
+
+
+async def seed(
+    client: MRCClient, pairs: list[tuple[object, object]]
+) -> dict[tuple[object, object], str]:
+    keys = {}
+    for store, user in pairs:
+        await client.write_to_cache(Q, [store, user], [store, user], ["StoreId", "UserId"])
+        keys[(store, user)] = client.get_key_from_query(Q, [store, user], ["StoreId", "UserId"])
+    return keys
+
+
+async def test_drops_only_whole_segments(
+    client: MRCClient, server: MRCServer, redis_sync: redis.Redis
+) -> None:
+    """StoreId=6 drops its entries, never StoreId=60, XStoreId=6 or non-cache keys."""
+    keys = await seed(client, [(6, 1), (60, 1), (6, 2), (600, 6)])
+    await client.write_to_cache(Q, "x", [6], ["XStoreId"])
+    near_miss = client.get_key_from_query(Q, [6], ["XStoreId"])
+    others = [b"cfg:StoreId=6:flags", b"StoreId=6_not-a-hash", b"StoreId=6_" + b"g" * 40]
+    for key in others:
+        redis_sync.set(key, b"keep")
+    assert await server.drop_outdated_cache(["StoreId"], [6]) == 2
+    remaining = set(redis_sync.keys())
+    assert keys[(6, 1)].encode() not in remaining
+    assert keys[(6, 2)].encode() not in remaining
+    assert {
+        keys[(60, 1)].encode(),
+        keys[(600, 6)].encode(),
+        near_miss.encode(),
+        *others,
+    } == remaining
+
+
+async def test_or_and_and(client: MRCClient, server: MRCServer, redis_sync: redis.Redis) -> None:
+    """OR drops entries with any pair; require_all_match only those with every pair."""
+    keys = await seed(client, [(6, 1), (6, 2), (7, 1), (8, 3)])
+    assert await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1], True) == 1
+    assert not redis_sync.exists(keys[(6, 1)])
+    assert await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1]) == 2
+    assert {keys[(8, 3)].encode()} == set(redis_sync.keys())
+
+
+async def test_values_convert_like_keys(client: MRCClient, server: MRCServer) -> None:
+    """6.0 and '6' name the same entries as 6; True names 'true'."""
+    await seed(client, [(6, True)])
+    assert await server.drop_outdated_cache(["UserId"], ["True"]) == 0
+    assert await server.drop_outdated_cache(["StoreId", "UserId"], [6.0, True], True) == 1
+
+
+async def test_glob_characters_in_values(client: MRCClient, server: MRCServer) -> None:
+    """Values holding glob metacharacters match literally."""
+    keys = await seed(client, [("a*", 1), ("ab", 1), ("[a]", 1)])
+    assert await server.drop_outdated_cache(["StoreId"], ["a*"]) == 1
+    assert await server.drop_outdated_cache(["StoreId"], ["[a]"]) == 1
+    assert len(keys) - 2 == len(await client._redis.client().keys())
+
+
+@pytest.mark.parametrize(
+    ("names", "values"),
+    [([], []), (["A"], []), (["A", "B"], [1]), (["A=B"], [1]), ([""], [1]), ("StoreId", "6")],
+    ids=["empty", "missing-values", "length-mismatch", "equals-in-name", "empty-name", "strings"],
+)
+async def test_refusals(
+    server: MRCServer, redis_sync: redis.Redis, names: list[str], values: list[object]
+) -> None:
+    """Requests that Node would turn into mass deletion are refused, deleting nothing."""
+    redis_sync.set("A=1_" + "a" * 40, b"1")
+    with pytest.raises(InvalidArgumentError):
+        await server.drop_outdated_cache(names, values)
+    assert redis_sync.dbsize() == 1
+
+
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
+async def test_python_drops_node_entries(server: MRCServer, redis_sync: redis.Redis) -> None:
+    """Entries Node wrote are found and dropped exactly like Python's."""
+    run_node(
+        [
+            {
+                "op": "write_to_cache",
+                "query": Q,
+                "value": [1],
+                "params": [s, 1],
+                "names": ["StoreId", "UserId"],
+            }
+            for s in (6, 60, 61)
+        ],
+        redis_url=REDIS_URL,
+    )
+    assert await server.drop_outdated_cache(["StoreId"], [6]) == 1
+    assert redis_sync.dbsize() == 2
+
+
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
+async def test_node_drops_python_entries(client: MRCClient, redis_sync: redis.Redis) -> None:
+    """Node's dropOutdatedCache finds the entries Python wrote."""
+    await seed(client, [(6, 1), (7, 1)])
+    [dropped] = run_node(
+        [{"op": "drop_outdated_cache", "names": ["StoreId"], "values": [6], "all": False}],
+        redis_url=REDIS_URL,
+    )
+    assert dropped == 1
+    assert redis_sync.dbsize() == 1

@@ -1,0 +1,27 @@
+"""The public surface is small, explicit and versioned."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import mysql_redis_cache
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    """__all__ equals the set of public names the package exports."""
+    public = {name for name in dir(mysql_redis_cache) if not name.startswith("_")}
+    assert public == set(mysql_redis_cache.__all__) - {"__version__"}
+
+
+def test_version_comes_from_metadata() -> None:
+    """__version__ is the installed distribution's version."""
+    assert version("actvalue.mysql-redis-cache") == mysql_redis_cache.__version__
+
+
+def test_every_error_derives_from_mrc_error() -> None:
+    """One error tree: every exported exception is an MRCError."""
+    errors = [
+        getattr(mysql_redis_cache, n) for n in mysql_redis_cache.__all__ if n.endswith("Error")
+    ]
+    assert all(issubclass(e, mysql_redis_cache.MRCError) for e in errors)
+    assert issubclass(mysql_redis_cache.InvalidArgumentError, ValueError)
