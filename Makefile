@@ -1,0 +1,38 @@
+# Every target runs through uv with the Python pinned in .python-version (never downloaded).
+export UV_PYTHON_DOWNLOADS := never
+UV ?= uv
+
+.PHONY: help install test test-interop lint format typecheck check build clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install:  ## create .venv with the dev tools, and the npm packages the interop tests drive
+	$(UV) sync --all-extras
+	cd interop && npm ci --no-audit --no-fund
+
+test:  ## the whole suite, with branch coverage (needs MariaDB and Redis running)
+	$(UV) run pytest --cov --cov-report=term
+
+test-interop:  ## only the tests that run the real npm package
+	$(UV) run pytest -m interop
+
+lint:  ## ruff lint and format check
+	$(UV) run ruff check src tests
+	$(UV) run ruff format --check src tests
+
+format:  ## apply ruff's formatting and safe fixes
+	$(UV) run ruff format src tests
+	$(UV) run ruff check --fix src tests
+
+typecheck:  ## mypy --strict over src and tests
+	$(UV) run mypy
+
+check: lint typecheck  ## lint + types
+
+build:  ## wheel and sdist into dist/
+	$(UV) build
+
+clean:  ## remove build output, caches, .venv and node_modules
+	rm -rf dist build .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
