@@ -2,7 +2,7 @@
 export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 
-.PHONY: help install test test-interop lint format typecheck check build clean
+.PHONY: help install test test-interop lint format typecheck check build bench-invalidation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,12 +18,12 @@ test-interop:  ## only the tests that run the real npm package
 	$(UV) run pytest -m interop
 
 lint:  ## ruff lint and format check
-	$(UV) run ruff check src tests
-	$(UV) run ruff format --check src tests
+	$(UV) run ruff check src tests benchmarks
+	$(UV) run ruff format --check src tests benchmarks
 
 format:  ## apply ruff's formatting and safe fixes
-	$(UV) run ruff format src tests
-	$(UV) run ruff check --fix src tests
+	$(UV) run ruff format src tests benchmarks
+	$(UV) run ruff check --fix src tests benchmarks
 
 typecheck:  ## mypy --strict over src and tests
 	$(UV) run mypy
@@ -32,6 +32,9 @@ check: lint typecheck  ## lint + types
 
 build:  ## wheel and sdist into dist/
 	$(UV) build
+
+bench-invalidation:  ## invalidation at 100k and 1M keys vs Node and a raw redis-py loop
+	$(UV) run python -m benchmarks.invalidation
 
 clean:  ## remove build output, caches, .venv and node_modules
 	rm -rf dist build .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import redis
 
-from mysql_redis_cache import InvalidArgumentError, MRCClient, MRCServer
+from mysql_redis_cache import DropProgress, InvalidArgumentError, MRCClient, MRCServer
 
 from ._node import run_node
 from .conftest import REDIS_URL
@@ -116,3 +118,33 @@ async def test_node_drops_python_entries(client: MRCClient, redis_sync: redis.Re
     )
     assert dropped == 1
     assert redis_sync.dbsize() == 1
+
+
+async def test_dry_run_counts_without_deleting(
+    client: MRCClient, server: MRCServer, redis_sync: redis.Redis
+) -> None:
+    """dry_run returns what would go and deletes nothing; a key matching two tokens counts once."""
+    await seed(client, [(6, 1), (6, 2), (7, 1), (8, 8)])
+    before = redis_sync.dbsize()
+    assert 3 == await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1], dry_run=True)
+    assert before == redis_sync.dbsize()
+    assert 3 == await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1])
+
+
+async def test_progress_reports_every_page(
+    client: MRCClient, server: MRCServer, redis_sync: redis.Redis
+) -> None:
+    """The progress callback sees counts grow to the final result, across many pages."""
+    pipe = redis_sync.pipeline(transaction=False)
+    for n in range(5000):
+        pipe.set(client.get_key_from_query("q", [n % 10, n], ["StoreId", "N"]), b"1")
+    pipe.execute()
+    seen: list[tuple[int, int, int, int]] = []
+
+    def progress(p: DropProgress) -> None:
+        seen.append((p.total, p.examined, p.matched, p.deleted))
+
+    assert 500 == await server.drop_outdated_cache(["StoreId"], [3], progress=progress)
+    assert len(seen) >= 5
+    assert (5000, 5000, 500, 500) == seen[-1]
+    assert all(a[1] <= b[1] and a[3] <= b[3] for a, b in itertools.pairwise(seen))

@@ -16,7 +16,7 @@ from ._errors import (
     MRCError,
     QueryError,
 )
-from ._server import MRCServer
+from ._server import DropProgress, MRCServer
 
 __version__ = _metadata.version("actvalue.mysql-redis-cache")
 
@@ -24,6 +24,7 @@ __all__ = [
     "CacheError",
     "ClientClosedError",
     "ConfigError",
+    "DropProgress",
     "EncodeError",
     "InvalidArgumentError",
     "InvalidParamError",
