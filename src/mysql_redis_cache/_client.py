@@ -15,6 +15,7 @@ from ._config import parse_mysql_config
 from ._errors import InvalidArgumentError, QueryError
 from ._json import decode, encode
 from ._keys import build_key, is_unambiguous
+from ._loopbound import LoopBound
 from ._mysql import Pool, run_raw
 from ._redis import RedisHolder
 from ._rows import CastOptions, shape
@@ -62,7 +63,7 @@ class MRCClient:
             date_strings=settings.cast.date_strings,
             normalize_numbers=normalize_numbers,
         )
-        self._pool: Pool | None = None
+        self._pool = LoopBound(self._make_pool, _close_pool)
         self._redis = RedisHolder(redis_config)
 
     async def __aenter__(self) -> Self:
@@ -79,14 +80,18 @@ class MRCClient:
     # -- MySQL ---------------------------------------------------------------------------
 
     def get_mysql_pool(self) -> Pool:
-        """The MySQL connection pool (created on first call), for queries outside the cache."""
-        if self._pool is None or self._pool.closed:
-            settings = self._mysql_settings
-            self._pool = Pool(
-                {**settings.connect_kwargs, "multiple_statements": settings.multiple_statements},
-                maxsize=settings.pool_size,
-            )
-        return self._pool
+        """The MySQL connection pool, for queries outside the cache.
+
+        Created on first call (one per event loop; see "Serverless" in the README).
+        """
+        return self._pool.get()
+
+    def _make_pool(self) -> Pool:
+        settings = self._mysql_settings
+        return Pool(
+            {**settings.connect_kwargs, "multiple_statements": settings.multiple_statements},
+            maxsize=settings.pool_size,
+        )
 
     def format_query(self, query: str, params: Sequence[object] | None = None) -> str:
         """The SQL text sent for `query` and `params`, formatted as mysql2 does."""
@@ -225,7 +230,9 @@ class MRCClient:
     async def close(self) -> None:
         """Close the Redis connection and the MySQL pool."""
         await self._redis.close()
-        if self._pool is not None:
-            self._pool.close()
-            await self._pool.wait_closed()
-            self._pool = None
+        await self._pool.close()
+
+
+async def _close_pool(pool: Pool) -> None:
+    pool.close()
+    await pool.wait_closed()

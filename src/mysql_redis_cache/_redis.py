@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -12,6 +13,9 @@ import redis.exceptions
 from ._config import parse_redis_config
 from ._errors import CacheError
 from ._jsvalue import utf8
+from ._loopbound import LoopBound
+
+logger = logging.getLogger("mysql_redis_cache")
 
 
 @contextmanager
@@ -26,19 +30,19 @@ def redis_errors(action: str) -> Iterator[None]:
 
 
 class RedisHolder:
-    """Owns one redis-py asyncio client, created on first use."""
+    """Owns a redis-py asyncio client per event loop, created on first use."""
 
     def __init__(self, config: Mapping[str, Any] | str | None) -> None:
         self._url, self._options = parse_redis_config(config)
-        self._client: aioredis.Redis | None = None
+        self._bound = LoopBound(self._make, _close_client)
+
+    def _make(self) -> aioredis.Redis:
+        if self._url is not None:
+            return aioredis.Redis.from_url(self._url, **self._options)
+        return aioredis.Redis(**self._options)
 
     def client(self) -> aioredis.Redis:
-        if self._client is None:
-            if self._url is not None:
-                self._client = aioredis.Redis.from_url(self._url, **self._options)
-            else:
-                self._client = aioredis.Redis(**self._options)
-        return self._client
+        return self._bound.get()
 
     async def get(self, key: str) -> bytes | None:
         with redis_errors("GET"):
@@ -49,25 +53,42 @@ class RedisHolder:
         with redis_errors("SET"):
             await self.client().set(utf8(key), payload, ex=expiry)
 
-    async def scan(self, match: bytes, count: int) -> AsyncIterator[list[bytes]]:
-        """Yield the keys of each SCAN page matching the glob `match`."""
-        client = self.client()
-        cursor = 0
-        while True:
-            with redis_errors("SCAN"):
-                cursor, keys = await client.scan(cursor, match=match, count=count)
-            if keys:
-                yield cast(list[bytes], keys)
-            if cursor == 0:
-                return
+    async def dbsize(self) -> int:
+        with redis_errors("DBSIZE"):
+            size: int = await self.client().dbsize()
+        return size
 
-    async def unlink(self, keys: list[bytes]) -> int:
-        with redis_errors("UNLINK"):
-            removed: int = await self.client().unlink(*keys)
-        return removed
+    async def sweep(
+        self, match: bytes, count: int, doomed: Callable[[list[bytes]], list[bytes]], dry_run: bool
+    ) -> AsyncIterator[tuple[int, int]]:
+        """SCAN for `match`; UNLINK what `doomed` picks from each page, pipelined with the
+        next SCAN. Yields (keys picked, keys deleted) per page; memory stays one page."""
+        client = self.client()
+        cursor, pending = 0, list[bytes]()
+        while True:
+            with redis_errors("SCAN/UNLINK"):
+                async with client.pipeline(transaction=False) as pipe:
+                    if pending:
+                        pipe.unlink(*pending)
+                    pipe.scan(cursor, match=match, count=count)
+                    replies = await pipe.execute()
+            deleted = replies[0] if pending else 0
+            cursor, keys = replies[-1]
+            picked = doomed(cast(list[bytes], keys)) if keys else []
+            pending = [] if dry_run else picked
+            yield len(picked), deleted
+            if cursor == 0:
+                break
+        if pending:
+            with redis_errors("UNLINK"):
+                yield 0, await client.unlink(*pending)
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with redis_errors("close"):
-                await client.aclose()
+        await self._bound.close()
+
+
+async def _close_client(client: aioredis.Redis) -> None:
+    try:
+        await client.aclose()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        logger.debug("closing the Redis client failed: %s", exc)
