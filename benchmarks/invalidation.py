@@ -16,12 +16,14 @@ import hashlib
 import statistics
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 
 from mysql_redis_cache import MRCServer
+from mysql_redis_cache._invalidate import matches, tokens_for
+from mysql_redis_cache._server import SCAN_COUNT
 from tests._node import run_node
 
 from ._redis_server import redis_server
@@ -102,10 +104,48 @@ def timed(coro_fn: Callable[[str], Coroutine[Any, Any, int]]) -> Callable[[str],
     return run
 
 
+async def unfiltered_count(url: str, tokens: list[bytes]) -> int:
+    """The alternative OR strategy: one SCAN without MATCH, every key checked here."""
+    client = aioredis.Redis.from_url(url)
+    found, cursor = 0, 0
+    while True:
+        cursor, keys = await client.scan(cursor, count=SCAN_COUNT)
+        found += sum(1 for key in cast(list[bytes], keys) if matches(key, tokens, False))
+        if cursor == 0:
+            break
+    await client.aclose()
+    return found
+
+
+def or_strategies(client: redis.Redis, url: str, size: int, repeat: int) -> None:
+    """Time OR requests both ways, counting only (dry run), on the same data."""
+    build(client, size)
+    print(f"\nOR with several names at {size} keys (dry run, median of {repeat}):")
+    for stores in ([6, 7], [6, 7, 8, 9], list(range(6, 14))):
+        names = ["StoreId"] * len(stores)
+
+        async def per_token(url: str, names: list[str] = names, stores: list[int] = stores) -> int:
+            async with MRCServer(url) as server:
+                return await server.drop_outdated_cache(names, stores, dry_run=True)
+
+        async def single(url: str, names: list[str] = names, stores: list[int] = stores) -> int:
+            return await unfiltered_count(url, tokens_for(names, stores))
+
+        filtered = statistics.median(timed(per_token)(url)[0] for _ in range(repeat))
+        unfiltered = statistics.median(timed(single)(url)[0] for _ in range(repeat))
+        print(
+            f"  {len(stores)} names: one filtered scan per name {filtered:.3f} s, "
+            f"one unfiltered scan {unfiltered:.3f} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per method (median)")
+    parser.add_argument(
+        "--or-size", type=int, default=1_000_000, help="keys for the OR strategy comparison"
+    )
     args = parser.parse_args()
     methods = {
         "this library": timed(ours),
@@ -128,6 +168,7 @@ def main() -> None:
                 f"{size:>9}  ours / floor = {ours_s / medians['raw redis-py floor']:.2f}x"
                 f"   Node / ours = {medians['Node 4.1.0'] / ours_s:.1f}x faster"
             )
+        or_strategies(client, url, args.or_size, args.repeat)
         client.close()
 
 

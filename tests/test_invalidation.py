@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import pytest
 import redis
@@ -16,7 +17,7 @@ Q = "SELECT * FROM orders WHERE store = ? AND user = ?"
 
 
 async def seed(
-    client: MRCClient, pairs: list[tuple[object, object]]
+    client: MRCClient, pairs: Sequence[tuple[object, object]]
 ) -> dict[tuple[object, object], str]:
     keys = {}
     for store, user in pairs:
@@ -148,3 +149,23 @@ async def test_progress_reports_every_page(
     assert len(seen) >= 5
     assert (5000, 5000, 500, 500) == seen[-1]
     assert all(a[1] <= b[1] and a[3] <= b[3] for a, b in itertools.pairwise(seen))
+
+
+async def test_many_names_use_one_unfiltered_scan(
+    client: MRCClient, server: MRCServer, redis_sync: redis.Redis
+) -> None:
+    """Past MAX_FILTERED_SCANS OR'ed names the result is the same from one full scan."""
+    from mysql_redis_cache._server import MAX_FILTERED_SCANS
+
+    stores = list(range(MAX_FILTERED_SCANS + 2))
+    await seed(client, [(s, 1) for s in stores] + [(99, 2)])
+    redis_sync.set(b"cfg:StoreId=1:flags", b"keep")
+    seen: list[int] = []
+    deleted = await server.drop_outdated_cache(
+        ["StoreId"] * len(stores), stores, progress=lambda p: seen.append(p.total)
+    )
+    assert len(stores) == deleted
+    assert {b"cfg:StoreId=1:flags"} | {
+        client.get_key_from_query(Q, [99, 2], ["StoreId", "UserId"]).encode()
+    } == set(redis_sync.keys())
+    assert redis_sync.dbsize() + deleted == seen[0]

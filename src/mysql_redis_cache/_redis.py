@@ -59,10 +59,17 @@ class RedisHolder:
         return size
 
     async def sweep(
-        self, match: bytes, count: int, doomed: Callable[[list[bytes]], list[bytes]], dry_run: bool
+        self,
+        match: bytes | None,
+        count: int,
+        doomed: Callable[[list[bytes]], list[bytes]],
+        dry_run: bool,
     ) -> AsyncIterator[tuple[int, int]]:
-        """SCAN for `match`; UNLINK what `doomed` picks from each page, pipelined with the
-        next SCAN. Yields (keys picked, keys deleted) per page; memory stays one page."""
+        """SCAN for `match` (None: every key) and UNLINK what `doomed` picks of each page.
+
+        Each page's UNLINK rides in one pipeline with the next SCAN. Yields
+        (keys picked, keys deleted) per page; memory stays one page.
+        """
         client = self.client()
         cursor, pending = 0, list[bytes]()
         while True:
