@@ -25,8 +25,7 @@ from mysql_redis_cache import MRCServer
 from mysql_redis_cache._invalidate import matches, tokens_for
 from mysql_redis_cache._server import SCAN_COUNT
 from tests._node import run_node
-
-from ._redis_server import redis_server
+from tests._redis_server import redis_server
 
 STORES = 96
 TARGET = 6
@@ -152,8 +151,8 @@ def main() -> None:
         "raw redis-py floor": timed(raw_floor),
         "Node 4.1.0": node,
     }
-    with redis_server() as port:
-        url = f"redis://127.0.0.1:{port}/0"
+    with redis_server() as server:
+        url = server.url
         client = redis.Redis.from_url(url)
         print(f"{'keys':>9}  {'method':<20} {'median s':>9} {'wrong deletions':>16} {'missed':>7}")
         for size in args.sizes:

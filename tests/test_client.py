@@ -183,16 +183,6 @@ async def test_geometry_columns_are_refused(client: MRCClient, redis_sync: redis
     assert 0 == redis_sync.dbsize()
 
 
-async def test_unreachable_redis_raises_cache_error() -> None:
-    """Redis failures surface as CacheError with the driver error as the cause."""
-    from mysql_redis_cache import CacheError
-
-    async with MRCClient(MYSQL_CONFIG, "redis://127.0.0.1:1/0") as client:
-        with pytest.raises(CacheError) as info:
-            await client.read_from_cache("SELECT 1")
-    assert info.value.__cause__ is not None
-
-
 async def test_pool_waits_when_full_and_terminates() -> None:
     """A full pool makes the next borrower wait for a release; terminate closes all."""
     import asyncio

@@ -8,6 +8,7 @@ from importlib import metadata as _metadata
 from ._client import MRCClient
 from ._errors import (
     CacheError,
+    CacheUnavailableError,
     ClientClosedError,
     ConfigError,
     EncodeError,
@@ -17,11 +18,14 @@ from ._errors import (
     QueryError,
 )
 from ._server import DropProgress, MRCServer
+from ._stats import CacheStats
 
 __version__ = _metadata.version("actvalue.mysql-redis-cache")
 
 __all__ = [
     "CacheError",
+    "CacheStats",
+    "CacheUnavailableError",
     "ClientClosedError",
     "ConfigError",
     "DropProgress",

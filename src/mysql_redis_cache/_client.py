@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import pymysql
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
+from ._breaker import Breaker
 from ._config import parse_mysql_config
-from ._errors import InvalidArgumentError, QueryError
+from ._errors import (
+    CacheError,
+    CacheUnavailableError,
+    ConfigError,
+    InvalidArgumentError,
+    QueryError,
+)
 from ._json import decode, encode
 from ._keys import build_key, is_unambiguous
 from ._loopbound import LoopBound
@@ -20,11 +32,13 @@ from ._mysql import Pool, run_raw
 from ._redis import RedisHolder
 from ._rows import CastOptions, shape
 from ._sql import format_query
+from ._stats import CacheStats
 
 logger = logging.getLogger("mysql_redis_cache")
 
 DEFAULT_TTL = 86400
 _MISSING = object()
+_LOCK_POLL = 0.05  # seconds between checks for another process's result
 
 
 def _ttl_with_jitter(ttl: object) -> int:
@@ -45,6 +59,16 @@ class MRCClient:
         normalize_numbers: turn numeric-looking strings into numbers, as the Node library
             does before caching. Off keeps them strings, and the entries then differ from
             the ones Node writes for the same query.
+        fail_open: when Redis fails or cannot be reached, serve from MySQL (or `fn`)
+            and log once per outage. False raises CacheError instead.
+        redis_timeout: connect and command timeout for Redis, in seconds, unless the
+            Redis config sets its own. redis-py's retries are off unless configured:
+            the circuit breaker handles outages.
+        breaker_cooldown: after a Redis failure, skip Redis for this many seconds, then
+            let one call probe it.
+        lock_timeout: None (default) for no cross-process lock. Seconds: on a miss, hold
+            `<key>:lock` (SET NX PX) while computing; other processes poll the entry for
+            up to this long, then compute it themselves.
 
     Connections open on first use; `async with` (or `close()`) closes both.
     """
@@ -55,7 +79,20 @@ class MRCClient:
         redis_config: Mapping[str, Any] | str | None = None,
         *,
         normalize_numbers: bool = True,
+        fail_open: bool = True,
+        redis_timeout: float = 0.25,
+        breaker_cooldown: float = 1.0,
+        lock_timeout: float | None = None,
     ) -> None:
+        for name, value in (
+            ("redis_timeout", redis_timeout),
+            ("breaker_cooldown", breaker_cooldown),
+            ("lock_timeout", lock_timeout),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
         settings = parse_mysql_config(mysql_config or {})
         self._mysql_settings = settings
         self._cast = CastOptions(
@@ -64,7 +101,19 @@ class MRCClient:
             normalize_numbers=normalize_numbers,
         )
         self._pool = LoopBound(self._make_pool, _close_pool)
-        self._redis = RedisHolder(redis_config)
+        self._redis = RedisHolder(
+            redis_config,
+            {
+                "socket_timeout": redis_timeout,
+                "socket_connect_timeout": redis_timeout,
+                "retry": Retry(NoBackoff(), 0),
+            },
+        )
+        self._fail_open = fail_open
+        self._breaker = Breaker(breaker_cooldown)
+        self._lock_timeout = lock_timeout
+        self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        self.stats = CacheStats()
 
     async def __aenter__(self) -> Self:
         return self
@@ -138,7 +187,7 @@ class MRCClient:
         params: Sequence[object] | None = None,
         param_names: Sequence[str] = (),
     ) -> Any:
-        """The cached value for the query, or None on a miss."""
+        """The cached value for the query, or None on a miss (or, failing open, an outage)."""
         value = await self._read(self.get_key_from_query(query, params, param_names))
         return None if value is _MISSING else value
 
@@ -154,9 +203,10 @@ class MRCClient:
 
         Raises:
             EncodeError: `value` has no JSON form; nothing is written.
+            CacheError: Redis failed, with `fail_open=False` (else it is logged).
         """
         key = self.get_key_from_query(query, params, param_names)
-        await self._redis.set(key, encode(value), _ttl_with_jitter(ttl))
+        await self._write(key, encode(value), _ttl_with_jitter(ttl))
 
     async def with_cache(
         self,
@@ -200,26 +250,116 @@ class MRCClient:
         key = self.get_key_from_query(query, params, param_names)
         expiry = _ttl_with_jitter(ttl)
         if not is_unambiguous(params, param_names):
+            self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
-            result = await fn()
-            return result if json_shaped else decode(encode(result))
-        cached = await self._read(key)
-        if cached is not _MISSING:
-            return cached
+            return await self._compute(fn, json_shaped)
+        flight = self._in_flight.get(key)
+        if flight is None:
+            cached = await self._read(key)
+            if cached is not _MISSING:
+                return cached
+            flight = self._in_flight.get(key)  # another caller may have started meanwhile
+        if flight is not None:
+            self.stats.joins += 1
+            return await asyncio.shield(flight)
+        # The fill runs as its own task: a cancelled caller must not cancel the others.
+        task = asyncio.ensure_future(self._fill(key, fn, expiry, json_shaped))
+        self._in_flight[key] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _fill(
+        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> Any:
+        """Compute and store the value for `key` (under the cross-process lock if enabled)."""
+        if self._lock_timeout is None:
+            return await self._compute_and_store(key, fn, expiry, json_shaped)
+        lock_key = key + ":lock"  # not a cache key: invalidation never touches it
+        token = secrets.token_bytes(16)
+        ttl_ms = max(1, round(self._lock_timeout * 1000))
+        if not await self._cache_op(self._redis.try_lock(lock_key, token, ttl_ms), True):
+            waited = await self._wait_for_entry(key)
+            if waited is not _MISSING:
+                self.stats.lock_waits += 1
+                return waited
+            return await self._compute_and_store(key, fn, expiry, json_shaped)
+        try:
+            return await self._compute_and_store(key, fn, expiry, json_shaped)
+        finally:
+            await self._cache_op(self._redis.release_lock(lock_key, token), None)
+
+    async def _wait_for_entry(self, key: str) -> Any:
+        assert self._lock_timeout is not None
+        deadline = time.monotonic() + self._lock_timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(_LOCK_POLL, max(0.0, deadline - time.monotonic())))
+            value = await self._read(key, count=False)
+            if value is not _MISSING:
+                return value
+        return _MISSING
+
+    async def _compute(self, fn: Callable[[], Awaitable[Any]], json_shaped: bool) -> Any:
+        result = await fn()
+        return result if json_shaped else decode(encode(result))
+
+    async def _compute_and_store(
+        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> Any:
         result = await fn()
         payload = encode(result)
-        await self._redis.set(key, payload, expiry)
+        await self._write(key, payload, expiry)
         return result if json_shaped else decode(payload)
 
-    async def _read(self, key: str) -> Any:
-        raw = await self._redis.get(key)
-        if not raw:  # Node treats an empty string as a miss too
-            return _MISSING
+    async def _cache_op[T](self, op: Awaitable[T], fallback: T) -> T:
+        """Run a Redis call through the breaker; failing open, return `fallback` on failure.
+
+        Raises:
+            CacheError: a failure (or an open breaker) with `fail_open=False`.
+        """
+        if not self._breaker.allow():
+            self.stats.skipped += 1
+            if isinstance(op, Coroutine):
+                op.close()
+            if self._fail_open:
+                return fallback
+            raise CacheUnavailableError("Redis is unavailable: circuit breaker open")
         try:
-            return decode(raw)
-        except ValueError:
-            logger.warning("cache entry %s is not JSON; treating it as a miss", key)
-            return _MISSING
+            value = await op
+        except CacheUnavailableError as exc:
+            self.stats.errors += 1
+            self._breaker.failure(exc)
+            if not self._fail_open:
+                raise
+            return fallback
+        except CacheError as exc:
+            self.stats.errors += 1
+            if not self._fail_open:
+                raise
+            logger.warning("Redis error, served without the cache: %s", exc)
+            return fallback
+        self._breaker.success()
+        return value
+
+    async def _read(self, key: str, *, count: bool = True) -> Any:
+        raw = await self._cache_op(self._redis.get(key), None)
+        if raw:
+            try:
+                value = decode(raw)
+            except ValueError:
+                self.stats.corrupt += 1
+                logger.warning("cache entry %s is not JSON; treating it as a miss", key)
+            else:
+                if count:
+                    self.stats.hits += 1
+                logger.debug("cache hit %s", key)
+                return value
+        if count:  # an empty string is a miss for Node too
+            self.stats.misses += 1
+        logger.debug("cache miss %s", key)
+        return _MISSING
+
+    async def _write(self, key: str, payload: bytes, expiry: int) -> None:
+        await self._cache_op(self._redis.set(key, payload, expiry), None)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -41,5 +41,9 @@ class CacheError(MRCError):
     """Redis failed or answered with something unusable; `__cause__` holds the reason."""
 
 
+class CacheUnavailableError(CacheError):
+    """Redis cannot be reached (refused, timed out), or the circuit breaker is open."""
+
+
 class ClientClosedError(MRCError):
     """The client or server was closed and cannot be used again."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -11,29 +11,46 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from ._config import parse_redis_config
-from ._errors import CacheError
+from ._errors import CacheError, CacheUnavailableError
 from ._jsvalue import utf8
 from ._loopbound import LoopBound
 
 logger = logging.getLogger("mysql_redis_cache")
 
 
+# Compare-and-delete: release a lock only while it still holds our token.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 @contextmanager
 def redis_errors(action: str) -> Iterator[None]:
-    """Re-raise redis-py's errors (and socket errors) as CacheError."""
+    """Re-raise redis-py's errors (and socket errors) as CacheError or, when Redis cannot
+    be reached at all, CacheUnavailableError."""
     try:
         yield
+    except (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        TimeoutError,
+        OSError,
+    ) as exc:
+        raise CacheUnavailableError(f"Redis {action} failed: {exc}") from exc
     except redis.exceptions.RedisError as exc:
-        raise CacheError(f"Redis {action} failed: {exc}") from exc
-    except OSError as exc:
         raise CacheError(f"Redis {action} failed: {exc}") from exc
 
 
 class RedisHolder:
     """Owns a redis-py asyncio client per event loop, created on first use."""
 
-    def __init__(self, config: Mapping[str, Any] | str | None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any] | str | None, defaults: Mapping[str, Any] | None = None
+    ) -> None:
         self._url, self._options = parse_redis_config(config)
+        for name, value in (defaults or {}).items():
+            self._options.setdefault(name, value)  # the user's settings (and URL) win
         self._bound = LoopBound(self._make, _close_client)
 
     def _make(self) -> aioredis.Redis:
@@ -52,6 +69,15 @@ class RedisHolder:
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         with redis_errors("SET"):
             await self.client().set(utf8(key), payload, ex=expiry)
+
+    async def try_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
+        """SET key token NX PX ttl: whether this caller now holds the lock."""
+        with redis_errors("SET NX"):
+            return bool(await self.client().set(utf8(key), token, nx=True, px=ttl_ms))
+
+    async def release_lock(self, key: str, token: bytes) -> None:
+        with redis_errors("lock release"):
+            await cast(Awaitable[object], self.client().eval(_RELEASE_LOCK, 1, utf8(key), token))
 
     async def dbsize(self) -> int:
         with redis_errors("DBSIZE"):

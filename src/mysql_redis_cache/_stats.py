@@ -1,0 +1,37 @@
+"""Counters of what the cache did, for metrics export."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """What an MRCClient has done since it was made (or since `reset()`).
+
+    hits / misses: lookups answered from Redis / not found there.
+    errors: Redis calls that failed (the call was served without the cache, or raised).
+    skipped: Redis calls not attempted because the circuit breaker was open.
+    bypasses: calls run uncached because their params could build another call's key.
+    joins: calls that shared another in-flight call's execution (single-flight).
+    corrupt: entries that were not JSON, treated as misses and overwritten.
+    lock_waits: calls that waited on another process's lock and got its result.
+    """
+
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    skipped: int = 0
+    bypasses: int = 0
+    joins: int = 0
+    corrupt: int = 0
+    lock_waits: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict, e.g. for a metrics exporter."""
+        return asdict(self)
+
+    def reset(self) -> None:
+        """Set every counter back to zero."""
+        for name in self.__slots__:
+            setattr(self, name, 0)
