@@ -328,6 +328,7 @@ class MRCClient:
         except CacheUnavailableError as exc:
             self.stats.errors += 1
             self._breaker.failure(exc)
+            await self._redis.drop_connections()  # none of them may be reused after this
             if not self._fail_open:
                 raise
             return fallback

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -14,6 +15,7 @@ from ._config import parse_redis_config
 from ._errors import CacheError, CacheUnavailableError
 from ._jsvalue import utf8
 from ._loopbound import LoopBound
+from ._reader import CoalescingReader
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -51,24 +53,37 @@ class RedisHolder:
         self._url, self._options = parse_redis_config(config)
         for name, value in (defaults or {}).items():
             self._options.setdefault(name, value)  # the user's settings (and URL) win
-        self._bound = LoopBound(self._make, _close_client)
+        self._bound = LoopBound(self._make, _close_handle)
 
-    def _make(self) -> aioredis.Redis:
+    def _make(self) -> _Handle:
         if self._url is not None:
-            return aioredis.Redis.from_url(self._url, **self._options)
-        return aioredis.Redis(**self._options)
+            client = aioredis.Redis.from_url(self._url, **self._options)
+        else:
+            client = aioredis.Redis(**self._options)
+        return _Handle(client, CoalescingReader(client))
 
     def client(self) -> aioredis.Redis:
-        return self._bound.get()
+        return self._bound.get().client
+
+    @property
+    def reader(self) -> CoalescingReader:
+        """The reader of the running loop (GETs, coalesced into MGET when concurrent)."""
+        return self._bound.get().reader
 
     async def get(self, key: str) -> bytes | None:
         with redis_errors("GET"):
-            value = await self.client().get(utf8(key))
-        return cast(bytes | None, value)
+            return await self._bound.get().reader.get(utf8(key))
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         with redis_errors("SET"):
             await self.client().set(utf8(key), payload, ex=expiry)
+
+    async def drop_connections(self) -> None:
+        """Disconnect every pooled connection (after an outage they may all be dead)."""
+        try:
+            await self._bound.get().client.connection_pool.disconnect()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            logger.debug("dropping Redis connections failed: %s", exc)
 
     async def try_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
         """SET key token NX PX ttl: whether this caller now holds the lock."""
@@ -120,8 +135,15 @@ class RedisHolder:
         await self._bound.close()
 
 
-async def _close_client(client: aioredis.Redis) -> None:
+@dataclass(slots=True)
+class _Handle:
+    client: aioredis.Redis
+    reader: CoalescingReader
+
+
+async def _close_handle(handle: _Handle) -> None:
     try:
-        await client.aclose()
+        await handle.reader.close()
+        await handle.client.aclose()
     except (redis.exceptions.RedisError, OSError) as exc:
         logger.debug("closing the Redis client failed: %s", exc)

@@ -1,0 +1,220 @@
+"""Cache hits, misses, memory and stampedes: this library vs Node 4.1.0 vs raw floors.
+
+    uv run python -m benchmarks.cache [--repeat 5]
+
+Both libraries run against the same MariaDB and Redis in one run; Node is timed inside
+Node. Floors: redis-py GET + json.loads for hits, a plain aiomysql fetch for misses.
+Prints the median of each scenario and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiomysql
+import redis.asyncio as aioredis
+
+from mysql_redis_cache import MRCClient
+from tests._node import INTEROP_DIR
+from tests.conftest import MYSQL_CONFIG
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+ONE_ROW = ("SELECT * FROM mrc_bench WHERE id = ?", [1], ["Id"])
+HUNDRED_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [100], ["MaxId"])
+TEN_K_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [10_000], ["MaxId"])
+
+
+def scenarios(ops: int) -> list[dict[str, Any]]:
+    def hits(name: str, spec: tuple[str, list[int], list[str]], conc: int) -> dict[str, Any]:
+        query, params, names = spec
+        return {"name": name, "kind": "hits", "query": query, "params": params, "names": names,
+                "concurrency": conc, "ops": ops if conc == 1 else ops * 4}  # fmt: skip
+
+    query, params, names = TEN_K_ROWS
+    return [
+        hits("hit 1 row, sequential", ONE_ROW, 1),
+        hits("hit 1 row, 64 concurrent", ONE_ROW, 64),
+        hits("hit 100 rows, sequential", HUNDRED_ROWS, 1),
+        hits("hit 100 rows, 64 concurrent", HUNDRED_ROWS, 64),
+        {"name": "miss 10k rows x 8 cols", "kind": "miss", "query": query, "params": params,
+         "names": names},
+        {"name": "stampede: executions for 100 callers", "kind": "stampede",
+         "query": "stampede", "params": [1], "names": ["K"], "concurrency": 100},
+    ]  # fmt: skip
+
+
+async def create_table() -> None:
+    async with MRCClient(MYSQL_CONFIG) as client:
+        pool = client.get_mysql_pool()
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "CREATE OR REPLACE TABLE mrc_bench (id INT PRIMARY KEY, qty INT, name VARCHAR(40),"
+                " price DECIMAL(10,2), created DATETIME, score DOUBLE, note TEXT, big BIGINT)"
+            )
+            await cur.execute(
+                "INSERT INTO mrc_bench SELECT seq, seq % 97, CONCAT('item-', seq), seq / 7,"
+                " '2024-01-01' + INTERVAL seq MINUTE, seq / 3, REPEAT('x', seq % 20), seq * 1000"
+                " FROM seq_1_to_10000"
+            )
+
+
+async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
+    query, params, names = scenario["query"], scenario["params"], scenario["names"]
+    if scenario["kind"] == "hits":
+        await client.query_with_cache(query, params, names)
+
+        async def one() -> object:
+            return await client.query_with_cache(query, params, names)
+
+        return await ops_per_second(one, scenario["ops"], scenario["concurrency"])
+    if scenario["kind"] == "miss":
+        await client._redis.client().delete(client.get_key_from_query(query, params, names))
+        start = time.perf_counter()
+        await client.query_with_cache(query, params, names)
+        return time.perf_counter() - start
+    runs = 0
+
+    async def fn() -> list[int]:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.02)
+        return [runs]
+
+    await client._redis.client().delete(client.get_key_from_query(query, params, names))
+    await asyncio.gather(*(client.with_cache(fn, query, params, names) for _ in range(100)))
+    return runs
+
+
+async def ops_per_second(fn: Callable[[], Awaitable[object]], ops: int, concurrency: int) -> float:
+    async def worker() -> None:
+        for _ in range(ops // concurrency):
+            await fn()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ops / (time.perf_counter() - start)
+
+
+async def floors(scenario: dict[str, Any], client: MRCClient) -> float | None:
+    """The raw floor for a scenario: redis-py GET + json.loads, or a plain aiomysql fetch."""
+    query, params, names = scenario["query"], scenario["params"], scenario["names"]
+    if scenario["kind"] == "hits":
+        key = client.get_key_from_query(query, params, names)
+        raw = aioredis.Redis.from_url(REDIS_URL)
+
+        async def one() -> object:
+            return json.loads(await raw.get(key))  # type: ignore[arg-type]
+
+        result = await ops_per_second(one, scenario["ops"], scenario["concurrency"])
+        await raw.aclose()
+        return result
+    if scenario["kind"] == "miss":
+        conn = await aiomysql.connect(
+            host=MYSQL_CONFIG["host"], user=MYSQL_CONFIG["user"], db=MYSQL_CONFIG["database"]
+        )
+        start = time.perf_counter()
+        async with conn.cursor(aiomysql.DictCursor) as cur:
+            await cur.execute(client.format_query(query, params))
+            await cur.fetchall()
+        elapsed = time.perf_counter() - start
+        conn.close()
+        return elapsed
+    return None
+
+
+async def miss_memory(client: MRCClient) -> tuple[int, int, int]:
+    """(peak traced bytes during a 10k-row miss, bytes kept in the result, encoded size)."""
+    query, params, names = TEN_K_ROWS
+    key = client.get_key_from_query(query, params, names)
+    await client._redis.client().delete(key)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    result = await client.query_with_cache(query, params, names)
+    kept, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    encoded = await client._redis.client().strlen(key)
+    del result
+    return peak - before, kept - before, int(encoded)
+
+
+def run_node(repeat: int, specs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    request = {
+        "mysql": MYSQL_CONFIG,
+        "redis": {"url": REDIS_URL},
+        "repeat": repeat,
+        "scenarios": specs,
+    }
+    proc = subprocess.run(
+        ["node", str(INTEROP_DIR / "bench.js")],
+        input=json.dumps(request).encode(),
+        capture_output=True,
+        check=True,
+        timeout=1200,
+    )
+    results: dict[str, list[float]] = json.loads(proc.stdout)
+    return results
+
+
+def fmt(kind: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if kind == "hits":
+        return f"{value / 1000:.1f}k ops/s"
+    if kind == "miss":
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.0f}"
+
+
+async def main_async(repeat: int, ops: int) -> None:
+    await create_table()
+    specs = scenarios(ops)
+    node = run_node(repeat, specs)
+    ours: dict[str, list[float]] = {}
+    floor: dict[str, list[float]] = {}
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
+        await client.query_with_cache("SELECT 1")  # connect before timing
+        for spec in specs:
+            ours[spec["name"]] = [await run_python(spec, client) for _ in range(repeat)]
+            values = [await floors(spec, client) for _ in range(repeat)]
+            floor[spec["name"]] = [v for v in values if v is not None]
+        peak, kept, encoded = await miss_memory(client)
+    print(f"{'scenario':<40} {'ours':>14} {'Node 4.1.0':>14} {'raw floor':>14} "
+          f"{'ours vs Node':>13} {'ours vs floor':>14}")  # fmt: skip
+    for spec in specs:
+        name, kind = spec["name"], spec["kind"]
+        o, n = statistics.median(ours[name]), statistics.median(node[name])
+        f = statistics.median(floor[name]) if floor[name] else None
+        if kind == "hits":
+            vs_node, vs_floor = f"{o / n:.2f}x", f"{o / f:.2f}x" if f else "-"
+        elif kind == "miss":
+            vs_node = f"{o / n:.2f}x time"
+            vs_floor = f"{o / f:.2f}x time" if f else "-"
+        else:
+            vs_node = vs_floor = "-"
+        print(f"{name:<40} {fmt(kind, o):>14} {fmt(kind, n):>14} {fmt(kind, f):>14} "
+              f"{vs_node:>13} {vs_floor:>14}")  # fmt: skip
+    print(
+        f"10k-row miss memory: peak {peak / 1e6:.1f} MB traced, {kept / 1e6:.1f} MB kept in the "
+        f"result, encoded value {encoded / 1e6:.2f} MB; peak beyond the result = "
+        f"{(peak - kept) / encoded:.2f}x the encoded size"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per scenario (median)")
+    parser.add_argument("--ops", type=int, default=2000, help="sequential hit operations a run")
+    args = parser.parse_args()
+    asyncio.run(main_async(args.repeat, args.ops))
+
+
+if __name__ == "__main__":
+    main()
