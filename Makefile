@@ -2,7 +2,7 @@
 export UV_PYTHON_DOWNLOADS := never
 UV ?= uv
 
-.PHONY: help install test test-interop lint format typecheck check build bench-invalidation clean
+.PHONY: help install test test-interop lint format typecheck check build bench bench-invalidation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -11,8 +11,9 @@ install:  ## create .venv with the dev tools, and the npm packages the interop t
 	$(UV) sync --all-extras
 	cd interop && npm ci --no-audit --no-fund
 
-test:  ## the whole suite, with branch coverage (needs MariaDB and Redis running)
-	$(UV) run pytest --cov --cov-report=term
+test:  ## the whole suite, with branch coverage, under both JSON backends (needs MariaDB and Redis)
+	$(UV) run pytest --cov --cov-report=
+	MRC_JSON=stdlib $(UV) run pytest --cov --cov-append --cov-report=term
 
 test-interop:  ## only the tests that run the real npm package
 	$(UV) run pytest -m interop
@@ -35,6 +36,9 @@ build:  ## wheel and sdist into dist/
 
 bench-invalidation:  ## invalidation at 100k and 1M keys vs Node and a raw redis-py loop
 	$(UV) run python -m benchmarks.invalidation
+
+bench:  ## hits, misses, memory and stampedes vs Node 4.1.0 and the raw floors
+	$(UV) run python -m benchmarks.cache
 
 clean:  ## remove build output, caches, .venv and node_modules
 	rm -rf dist build .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

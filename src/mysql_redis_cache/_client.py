@@ -25,7 +25,7 @@ from ._errors import (
     InvalidArgumentError,
     QueryError,
 )
-from ._json import decode, encode
+from ._json import decode, encode, encode_rows
 from ._keys import build_key, is_unambiguous
 from ._loopbound import LoopBound
 from ._mysql import Pool, run_raw
@@ -306,7 +306,7 @@ class MRCClient:
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
     ) -> Any:
         result = await fn()
-        payload = encode(result)
+        payload = encode_rows(result) if json_shaped else encode(result)
         await self._write(key, payload, expiry)
         return result if json_shaped else decode(payload)
 

@@ -54,12 +54,23 @@ def js_number(value: float) -> str:
     return f"{head}e{sign}{abs(exponent)}"
 
 
+class SmallFloat(float):
+    """A float below 1e-4 in magnitude, where JS writes `0.00001` and fast encoders `1e-5`.
+
+    Still a float for every other purpose; the encoder writes it through `js_number`.
+    """
+
+    __slots__ = ()
+
+
 def js_number_value(value: float) -> int | float:
     """The Python value JSON.parse(JSON.stringify(value)) gives back, as `json.loads` reads it."""
     if not math.isfinite(value):
         raise ValueError("non-finite numbers have no JSON form")
     if value == int(value) and abs(value) < 1e21:
         return int(js_number(value))
+    if abs(value) < 1e-4:
+        return SmallFloat(value)
     return value
 
 
