@@ -115,7 +115,13 @@ def _zone_names() -> dict[str, list[str]]:
 
 def local_zone_name() -> str:
     """The IANA name of this process's local time zone, as Node would see it."""
-    tz = os.environ.get("TZ", "").lstrip(":")
+    return _zone_name_for(os.environ.get("TZ"))
+
+
+@functools.cache
+def _zone_name_for(tz_variable: str | None) -> str:
+    # cached per value of TZ: resolving /etc/localtime costs more than a row conversion
+    tz = (tz_variable or "").lstrip(":")
     if tz:
         return tz
     try:

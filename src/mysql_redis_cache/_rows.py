@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from calendar import monthrange
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,10 +25,12 @@ _BINARY_CHARSET = 63
 _MAX_SAFE_INT = 2**53
 # The Node normalizer's /^-?\d+\.?\d*$/; JS \d is ASCII-only and $ does not match before "\n".
 _NUMERIC = re.compile(r"-?[0-9]+\.?[0-9]*")
+_NUMERIC_START = frozenset("-0123456789")
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 _FIXED_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
 
 Converter = Callable[[bytes], Any]
+_HOUR_SPAN = timedelta(minutes=59, seconds=59, milliseconds=999)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,8 @@ def _float(raw: bytes) -> int | float | None:
     # mysql2 accumulates short numbers digit by digit; for up to 15 digits that is exactly
     # float(), beyond it can differ in the last bit, so the same arithmetic is replayed.
     text = raw.decode("ascii")
-    if len(text) > 17 or "e" in text or "E" in text or sum(c.isdigit() for c in text) <= 15:
+    digits = len(text) - text.count(".") - text.count("-") - text.count("+")
+    if len(text) > 17 or "e" in text or "E" in text or digits <= 15:
         value = float(text)
     else:
         value = _accumulated_float(text)
@@ -119,23 +123,36 @@ def _make_date(options: CastOptions) -> Converter:
 
 
 def _make_datetime(options: CastOptions) -> Converter:
+    hour_offsets: dict[bytes, timedelta | None] = {}
+
+    def hour_offset(raw: bytes, year: int, month: int, day: int, hour: int) -> timedelta | None:
+        """UTC offset shared by every wall time in this hour, or None across a transition."""
+        key = raw[:13]
+        if key not in hour_offsets:
+            start = _date_at(options.timezone, year, month, day, hour, 0, 0, 0)
+            end = _date_at(options.timezone, year, month, day, hour, 59, 59, 999)
+            wall = datetime(year, month, day, hour, tzinfo=UTC)
+            same = start is not None and end is not None and end - start == _HOUR_SPAN
+            hour_offsets[key] = (wall - start) if same and start is not None else None
+        return hour_offsets[key]
+
     def convert(raw: bytes) -> str | None:
         if len(raw) < 19:
             return None
-        month, day = int(raw[5:7]), int(raw[8:10])
+        year, month, day = int(raw[0:4]), int(raw[5:7]), int(raw[8:10])
         if month == 0 or day == 0 or month > 12 or day > 31:
             return None  # a zero date: mysql2 makes an Invalid Date, which JSON writes as null
         ms = int((raw[20:23] + b"00")[:3]) if len(raw) > 20 else 0
-        instant = _date_at(
-            options.timezone,
-            int(raw[0:4]),
-            month,
-            day,
-            int(raw[11:13]),
-            int(raw[14:16]),
-            int(raw[17:19]),
-            ms,
-        )
+        hour, minute, second = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
+        if year >= 100 and day <= monthrange(year, month)[1]:
+            offset = hour_offset(raw, year, month, day, hour)
+            if offset is not None:  # the common case: no JS overflow, no DST transition
+                utc = datetime(year, month, day, hour, minute, second) - offset
+                return (
+                    f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:"
+                    f"{utc.minute:02d}:{utc.second:02d}.{ms:03d}Z"
+                )
+        instant = _date_at(options.timezone, year, month, day, hour, minute, second, ms)
         return None if instant is None else iso_utc(instant)
 
     return convert
@@ -180,6 +197,10 @@ def _wants_string(type_name: str, date_strings: bool | tuple[str, ...]) -> bool:
     return type_name in date_strings
 
 
+# Converters whose results are never strings: the normalizer can skip their columns.
+_NEVER_STRINGS: frozenset[Converter] = frozenset({_int, _float, _buffer})
+
+
 def converter_for(field: Any, options: CastOptions) -> Converter:
     """The function that casts one column's raw bytes as mysql2 would."""
     if getattr(field, "ext_format", None) == "json":
@@ -208,7 +229,11 @@ def converter_for(field: Any, options: CastOptions) -> Converter:
 
 def _normalized(value: Any) -> Any:
     """The Node library's _normalizeRow for one value: numeric-looking strings become numbers."""
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
+    if (
+        value.__class__ is str
+        and value[:1] in _NUMERIC_START  # cheap test before the regex
+        and _NUMERIC.fullmatch(value)
+    ):
         number = float(value)
         if number not in (float("inf"), float("-inf")):
             return js_number_value(number)
@@ -220,22 +245,29 @@ def _column_order(names: Sequence[str]) -> list[str]:
     return list(_ordered_pairs([(n, None) for n in unique]))
 
 
+def _cast_column(column: Sequence[bytes | None], convert: Converter, normalize: bool) -> list[Any]:
+    if normalize and convert not in _NEVER_STRINGS:
+        return [None if raw is None else _normalized(convert(raw)) for raw in column]
+    return [None if raw is None else convert(raw) for raw in column]
+
+
 def rows_from(result: RawResult, options: CastOptions) -> list[dict[str, Any]]:
     """Cast every row of a result set into the value Node would cache for it."""
+    if not result.rows:
+        return []
     names = [field.name for field in result.fields]
-    converters = [converter_for(field, options) for field in result.fields]
+    columns = [
+        _cast_column(column, converter_for(field, options), options.normalize_numbers)
+        for field, column in zip(result.fields, zip(*result.rows, strict=True), strict=True)
+    ]
     order = _column_order(names)
-    reorder = order != names
-    normalize = options.normalize_numbers
+    if order == names:
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+    # duplicate names keep the first position and the last value; index-like names go first
     rows = []
-    for raw_row in result.rows:
-        row: dict[str, Any] = {}
-        for name, convert, raw in zip(names, converters, raw_row, strict=True):
-            value = None if raw is None else convert(raw)
-            row[name] = _normalized(value) if normalize else value
-        if reorder:
-            row = {name: row[name] for name in order}
-        rows.append(row)
+    for values in zip(*columns, strict=True):
+        row = dict(zip(names, values, strict=True))
+        rows.append({name: row[name] for name in order})
     return rows
 
 
