@@ -198,5 +198,5 @@ async def test_pool_waits_when_full_and_terminates() -> None:
     assert second is first
     assert (1, 0) == (pool.size, pool.freesize)
     pool.terminate()
-    assert second.closed
+    assert pool.driver.is_closed(second)
     await client.close()

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import pymysql
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -28,7 +27,7 @@ from ._errors import (
 from ._json import decode, encode, encode_rows
 from ._keys import build_key, is_unambiguous
 from ._loopbound import LoopBound
-from ._mysql import Pool, run_raw
+from ._mysql import Pool, pick_driver
 from ._redis import RedisHolder
 from ._rows import CastOptions, shape
 from ._sql import format_query
@@ -66,6 +65,8 @@ class MRCClient:
             the circuit breaker handles outages.
         breaker_cooldown: after a Redis failure, skip Redis for this many seconds, then
             let one call probe it.
+        mysql_driver: 'auto' (asyncmy when installed, else aiomysql), 'aiomysql' or
+            'asyncmy'. The environment variable MRC_MYSQL_DRIVER can name one for 'auto'.
         lock_timeout: None (default) for no cross-process lock. Seconds: on a miss, hold
             `<key>:lock` (SET NX PX) while computing; other processes poll the entry for
             up to this long, then compute it themselves.
@@ -83,6 +84,7 @@ class MRCClient:
         redis_timeout: float = 0.25,
         breaker_cooldown: float = 1.0,
         lock_timeout: float | None = None,
+        mysql_driver: str = "auto",
     ) -> None:
         for name, value in (
             ("redis_timeout", redis_timeout),
@@ -95,6 +97,7 @@ class MRCClient:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
         settings = parse_mysql_config(mysql_config or {})
         self._mysql_settings = settings
+        self._driver = pick_driver(mysql_driver)
         self._cast = CastOptions(
             timezone=settings.cast.timezone,
             date_strings=settings.cast.date_strings,
@@ -140,6 +143,7 @@ class MRCClient:
         return Pool(
             {**settings.connect_kwargs, "multiple_statements": settings.multiple_statements},
             maxsize=settings.pool_size,
+            driver=self._driver,
         )
 
     def format_query(self, query: str, params: Sequence[object] | None = None) -> str:
@@ -159,11 +163,9 @@ class MRCClient:
         sql = self.format_query(query, params)
         try:
             async with self.get_mysql_pool().acquire() as conn:
-                results = await run_raw(conn, sql)
-        except pymysql.err.Error as exc:
+                results = await self._driver.run_raw(conn, sql)
+        except self._driver.errors as exc:
             raise QueryError(f"MySQL query failed: {exc}") from exc
-        except OSError as exc:
-            raise QueryError(f"cannot reach MySQL: {exc}") from exc
         return shape(results, self._cast)
 
     # -- Redis ---------------------------------------------------------------------------

@@ -10,46 +10,100 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import importlib.util
+import os
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 import aiomysql
+import pymysql
 from pymysql.connections import FieldDescriptorPacket, MysqlPacket
-from pymysql.constants import CLIENT, SERVER_STATUS
+from pymysql.constants import SERVER_STATUS
 
-from ._errors import ClientClosedError
+from ._errors import ClientClosedError, ConfigError
 
 _MARIADB_CLIENT_EXTENDED_METADATA = 8
+_CLIENT_MYSQL = 1  # CLIENT_LONG_PASSWORD in MySQL; MariaDB reads it as "not MariaDB-aware"
+_CLIENT_MULTI_STATEMENTS = 1 << 16
 
 
-class _ExtendedFieldDescriptor(FieldDescriptorPacket):  # type: ignore[misc]
-    """A column definition that carries MariaDB's extended metadata block."""
+def patch_handshake(
+    payload: bytes, server_mariadb_caps: int, multiple_statements: bool
+) -> tuple[bytes, bool]:
+    """Rewrite a HandshakeResponse as mysql2 would send it: no multi-statements unless
+    asked, and MariaDB's extended metadata requested when offered. Returns the payload
+    and whether extended metadata is now on."""
+    flags: int = struct.unpack_from("<I", payload)[0]
+    caps: int = struct.unpack_from("<I", payload, 28)[0]
+    if not multiple_statements:
+        flags &= ~_CLIENT_MULTI_STATEMENTS
+    extended = bool(server_mariadb_caps & _MARIADB_CLIENT_EXTENDED_METADATA)
+    if extended:
+        # MariaDB reads the client's extended capabilities only without CLIENT_MYSQL
+        flags &= ~_CLIENT_MYSQL
+        caps |= _MARIADB_CLIENT_EXTENDED_METADATA
+    patched = struct.pack("<I", flags) + payload[4:28] + struct.pack("<I", caps) + payload[32:]
+    return patched, extended
 
-    ext_type_name: str | None = None
+
+def _is_handshake(authenticating: bool, payload: bytes, client_flag: int) -> bool:
+    """Whether a packet written while authenticating is the HandshakeResponse (or the SSL
+    request that precedes it): both start with the client flags."""
+    return (
+        authenticating
+        and len(payload) >= 32
+        and struct.unpack_from("<I", payload)[0] == client_flag & 0xFFFFFFFF
+    )
+
+
+def mariadb_caps_from_greeting(data: bytes) -> int:
+    """MariaDB's extended capabilities from a server greeting (0 for MySQL servers)."""
+    # protocol(1) version\0 thread(4) salt(8) filler(1) caps(2) charset(1) status(2)
+    # caps_high(2) salt_len(1) reserved(6) mariadb_caps(4)
+    offset = data.index(b"\0", 1) + 1 + 4 + 8 + 1
+    caps_low: int = struct.unpack_from("<H", data, offset)[0]
+    offset += 2 + 1 + 2 + 2 + 1 + 6
+    if caps_low & _CLIENT_MYSQL or len(data) < offset + 4:
+        return 0
+    caps: int = struct.unpack_from("<I", data, offset)[0]
+    return caps
+
+
+def _lenenc(data: bytes, pos: int) -> tuple[int, int]:
+    first = data[pos]
+    if first < 0xFB:
+        return first, pos + 1
+    size = {0xFC: 2, 0xFD: 3, 0xFE: 8}[first]
+    return int.from_bytes(data[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
+
+
+def split_extended_metadata(data: bytes) -> tuple[bytes, str | None]:
+    """Cut MariaDB's extended metadata block out of a column definition packet.
+
+    Returns the packet as a driver without the extension parses it, and the column's
+    extended format ('json' for JSON columns) if any.
+    """
+    pos = 0
+    for _ in range(6):  # catalog, schema, table, org_table, name, org_name
+        length, pos = _lenenc(data, pos)
+        pos += length
+    block_length, block_start = _lenenc(data, pos)
+    block_end = block_start + block_length
+    ext_format = None
+    cursor = block_start
+    while cursor < block_end:
+        key = data[cursor]
+        length, cursor = _lenenc(data, cursor + 1)
+        if key == 1:
+            ext_format = data[cursor : cursor + length].decode("ascii")
+        cursor += length
+    return data[:pos] + data[block_end:], ext_format
+
+
+class _AioField(FieldDescriptorPacket):  # type: ignore[misc]
     ext_format: str | None = None
-    _position: int
-
-    def _parse_field_descriptor(self, encoding: str) -> None:
-        self.catalog = self.read_length_coded_string()
-        self.db = self.read_length_coded_string()
-        self.table_name = self.read_length_coded_string().decode(encoding)
-        self.org_table = self.read_length_coded_string().decode(encoding)
-        self.name = self.read_length_coded_string().decode(encoding)
-        self.org_name = self.read_length_coded_string().decode(encoding)
-        block_length = self.read_length_encoded_integer() or 0
-        block_end = self._position + block_length
-        while self._position < block_end:
-            key = self.read_uint8()
-            value = self.read_length_coded_string().decode("ascii")
-            if key == 0:
-                self.ext_type_name = value
-            elif key == 1:
-                self.ext_format = value
-        self._position = block_end
-        (self.charsetnr, self.length, self.type_code, self.flags, self.scale) = self.read_struct(
-            "<xHIBHBxx"
-        )
 
 
 class Connection(aiomysql.Connection):  # type: ignore[misc]
@@ -58,29 +112,9 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, multiple_statements: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._mrc_multiple_statements = multiple_statements
-        self._mrc_greeting: bytes | None = None
-        self._mrc_capture_greeting = False
+        self._mrc_server_caps: int | None = None
         self._mrc_patch_handshake = False
         self.extended_metadata = False
-
-    async def _get_server_information(self) -> None:
-        self._mrc_capture_greeting = True
-        try:
-            await super()._get_server_information()
-        finally:
-            self._mrc_capture_greeting = False
-
-    def _mariadb_capabilities(self) -> int:
-        data = self._mrc_greeting
-        if not data or self.server_capabilities & CLIENT.LONG_PASSWORD:
-            return 0  # a MySQL server: no MariaDB capability bytes
-        # protocol(1) version\0 thread(4) salt(8) filler(1) caps(2) charset(1) status(2)
-        # caps_high(2) salt_len(1) reserved(6) mariadb_caps(4)
-        offset = data.index(b"\0", 1) + 1 + 4 + 8 + 1 + 2 + 1 + 2 + 2 + 1 + 6
-        if len(data) < offset + 4:
-            return 0
-        caps: int = struct.unpack_from("<I", data, offset)[0]
-        return caps
 
     async def _request_authentication(self) -> None:
         self._mrc_patch_handshake = True
@@ -90,35 +124,65 @@ class Connection(aiomysql.Connection):  # type: ignore[misc]
             self._mrc_patch_handshake = False
 
     def write_packet(self, payload: bytes) -> None:
-        if self._mrc_patch_handshake and len(payload) >= 32:
-            flags = struct.unpack_from("<I", payload)[0]
-            if flags == self.client_flag & 0xFFFFFFFF:
-                payload = self._patched_handshake(flags, payload)
+        if _is_handshake(self._mrc_patch_handshake, payload, self.client_flag):
+            payload, self.extended_metadata = patch_handshake(
+                payload, self._mrc_server_caps or 0, self._mrc_multiple_statements
+            )
         super().write_packet(payload)
-
-    def _patched_handshake(self, flags: int, payload: bytes) -> bytes:
-        if not self._mrc_multiple_statements:
-            flags &= ~CLIENT.MULTI_STATEMENTS
-        mariadb_caps = 0
-        if self._mariadb_capabilities() & _MARIADB_CLIENT_EXTENDED_METADATA:
-            # MariaDB reads the client's extended capabilities only without CLIENT_MYSQL
-            flags &= ~CLIENT.LONG_PASSWORD
-            mariadb_caps = _MARIADB_CLIENT_EXTENDED_METADATA
-            self.extended_metadata = True
-        return (
-            struct.pack("<I", flags)
-            + payload[4:28]
-            + struct.pack("<I", mariadb_caps)
-            + payload[32:]
-        )
 
     async def _read_packet(self, packet_type: type = MysqlPacket) -> Any:
         if packet_type is FieldDescriptorPacket and self.extended_metadata:
-            packet_type = _ExtendedFieldDescriptor
+            raw = await super()._read_packet(MysqlPacket)
+            stripped, ext_format = split_extended_metadata(raw.get_all_data())
+            field = _AioField(stripped, self.encoding)
+            field.ext_format = ext_format
+            return field
         packet = await super()._read_packet(packet_type)
-        if self._mrc_capture_greeting and self._mrc_greeting is None:
-            self._mrc_greeting = packet.get_all_data()
+        if self._mrc_server_caps is None:  # the first packet is the server greeting
+            self._mrc_server_caps = mariadb_caps_from_greeting(packet.get_all_data())
         return packet
+
+
+@functools.cache
+def asyncmy_connection_class() -> type:
+    """asyncmy's Connection with the same protocol choices (imported on first use)."""
+    import asyncmy.connection
+    import asyncmy.protocol
+
+    class AsyncmyField(asyncmy.protocol.FieldDescriptorPacket):  # type: ignore[misc]
+        ext_format: str | None = None
+
+    class AsyncmyConnection(asyncmy.connection.Connection):  # type: ignore[misc]
+        def __init__(self, *args: Any, multiple_statements: bool = False, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self._mrc_multiple_statements = multiple_statements
+            self._mrc_patch_handshake = False
+            self.extended_metadata = False
+
+        async def _request_authentication(self) -> None:
+            self._mrc_patch_handshake = True
+            try:
+                await super()._request_authentication()
+            finally:
+                self._mrc_patch_handshake = False
+
+        def write_packet(self, payload: bytes) -> None:
+            if _is_handshake(self._mrc_patch_handshake, payload, self._client_flag):
+                payload, self.extended_metadata = patch_handshake(
+                    payload, self._mariadb_ext_caps, self._mrc_multiple_statements
+                )
+            super().write_packet(payload)
+
+        async def read_packet(self, packet_type: type = asyncmy.protocol.MysqlPacket) -> Any:
+            if packet_type is asyncmy.protocol.FieldDescriptorPacket and self.extended_metadata:
+                raw = await super().read_packet(asyncmy.protocol.MysqlPacket)
+                stripped, ext_format = split_extended_metadata(raw.get_all_data())
+                field = AsyncmyField(stripped, self._encoding)
+                field.ext_format = ext_format
+                return field
+            return await super().read_packet(packet_type)
+
+    return AsyncmyConnection
 
 
 @dataclass(slots=True)
@@ -134,20 +198,93 @@ class RawResult:
     message: str = ""
 
 
-async def run_raw(conn: Connection, sql: str) -> list[RawResult]:
-    """Run `sql` and return every result set with values as the server sent them."""
-    decoders, use_unicode = conn.decoders, conn.use_unicode
-    # undecoded bytes: mysql2's casting is applied by the caller
-    conn.decoders, conn.use_unicode = {}, False
-    try:
-        await conn.query(sql)
-        results = [_raw(conn._result)]
-        while conn._result is not None and conn._result.has_next:
-            await conn.next_result()
-            results.append(_raw(conn._result))
-    finally:
-        conn.decoders, conn.use_unicode = decoders, use_unicode
-    return results
+class Driver:
+    """What the pool and the client need from a MySQL driver, for aiomysql or asyncmy."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # where each driver keeps its type decoders and its use_unicode flag
+        self._attrs = (
+            ("decoders", "use_unicode") if name == "aiomysql" else ("_decoders", "_use_unicode")
+        )
+
+    def connection_class(self) -> type:
+        return Connection if self.name == "aiomysql" else asyncmy_connection_class()
+
+    async def open(self, kwargs: dict[str, Any]) -> Any:
+        conn = self.connection_class()(**kwargs)
+        try:
+            await (conn._connect() if self.name == "aiomysql" else conn.connect())
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's own exception base classes (plus socket errors)."""
+        if self.name == "aiomysql":
+            return (pymysql.err.Error, OSError)
+        import asyncmy.errors
+
+        return (asyncmy.errors.Error, OSError)
+
+    def connect_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """aiomysql-style keywords in this driver's spelling."""
+        if self.name == "aiomysql":
+            return kwargs
+        renames = {"db": "database", "cursorclass": "cursor_cls"}
+        return {renames.get(key, key): value for key, value in kwargs.items()}
+
+    def is_usable(self, conn: Any) -> bool:
+        if self.name == "aiomysql":
+            return not conn.closed and not conn._reader.at_eof()
+        return bool(conn.connected)
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed) if self.name == "aiomysql" else not conn.connected
+
+    async def run_raw(self, conn: Any, sql: str) -> list[RawResult]:
+        """Run `sql` and return every result set with values as the server sent them."""
+        decoders_attr, unicode_attr = self._attrs
+        decoders, use_unicode = getattr(conn, decoders_attr), getattr(conn, unicode_attr)
+        # undecoded bytes: mysql2's casting is applied by the caller
+        setattr(conn, decoders_attr, {})
+        setattr(conn, unicode_attr, False)
+        try:
+            await conn.query(sql)
+            results = [_raw(conn._result)]
+            while conn._result is not None and conn._result.has_next:
+                await conn.next_result()
+                results.append(_raw(conn._result))
+        finally:
+            setattr(conn, decoders_attr, decoders)
+            setattr(conn, unicode_attr, use_unicode)
+        return results
+
+
+AIOMYSQL = Driver("aiomysql")
+ASYNCMY = Driver("asyncmy")
+
+
+def pick_driver(name: str) -> Driver:
+    """'aiomysql', 'asyncmy', or 'auto': asyncmy when installed (MRC_MYSQL_DRIVER may
+    name one instead of 'auto').
+
+    Raises:
+        ConfigError: an unknown name, or asyncmy asked for but not installed.
+    """
+    if name == "auto":
+        name = os.environ.get("MRC_MYSQL_DRIVER", "") or (
+            "asyncmy" if importlib.util.find_spec("asyncmy") is not None else "aiomysql"
+        )
+    if name == "aiomysql":
+        return AIOMYSQL
+    if name == "asyncmy":
+        if importlib.util.find_spec("asyncmy") is None:
+            raise ConfigError("mysql_driver='asyncmy' but asyncmy is not installed")
+        return ASYNCMY
+    raise ConfigError(f"mysql_driver must be 'auto', 'aiomysql' or 'asyncmy', got {name!r}")
 
 
 def _raw(result: Any) -> RawResult:
@@ -168,11 +305,14 @@ def _raw(result: Any) -> RawResult:
 class Pool:
     """A small pool of `Connection`s with aiomysql's `acquire()` / `release()` interface."""
 
-    def __init__(self, connect_kwargs: dict[str, Any], *, maxsize: int = 10) -> None:
+    def __init__(
+        self, connect_kwargs: dict[str, Any], *, maxsize: int = 10, driver: Driver = AIOMYSQL
+    ) -> None:
+        self.driver = driver
         self._connect_kwargs = connect_kwargs
         self._maxsize = maxsize
-        self._free: collections.deque[Connection] = collections.deque()
-        self._used: set[Connection] = set()
+        self._free: collections.deque[Any] = collections.deque()
+        self._used: set[Any] = set()
         self._opening = 0
         self._cond: asyncio.Condition | None = None
         self._closed = False
@@ -198,16 +338,7 @@ class Pool:
             self._cond = asyncio.Condition()
         return self._cond
 
-    async def _open(self) -> Connection:
-        conn = Connection(**self._connect_kwargs)
-        try:
-            await conn._connect()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    async def _acquire(self) -> Connection:
+    async def _acquire(self) -> Any:
         cond = self._condition()
         async with cond:
             while True:
@@ -215,7 +346,7 @@ class Pool:
                     raise ClientClosedError("the MySQL pool is closed")
                 while self._free:
                     conn = self._free.popleft()
-                    if conn.closed or conn._reader.at_eof():
+                    if not self.driver.is_usable(conn):
                         conn.close()
                         continue
                     self._used.add(conn)
@@ -225,7 +356,7 @@ class Pool:
                     break
                 await cond.wait()
         try:
-            conn = await self._open()
+            conn = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
         finally:
             self._opening -= 1
         self._used.add(conn)
@@ -235,16 +366,16 @@ class Pool:
         """Borrow a connection: `async with pool.acquire() as conn` or `await pool.acquire()`."""
         return _AcquireContext(self)
 
-    async def release(self, conn: Connection) -> None:
+    async def release(self, conn: Any) -> None:
         """Give a connection back; a broken or closed one is dropped."""
         self._used.discard(conn)
-        if not self._closed and not conn.closed:
+        if not self._closed and not self.driver.is_closed(conn):
             if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
                 try:
                     await conn.rollback()
                 except Exception:
                     conn.close()
-            if not conn.closed:
+            if not self.driver.is_closed(conn):
                 self._free.append(conn)
         else:
             conn.close()
@@ -276,12 +407,12 @@ class Pool:
 class _AcquireContext:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._conn: Connection | None = None
+        self._conn: Any = None
 
     def __await__(self) -> Any:
         return self._pool._acquire().__await__()
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> Any:
         self._conn = await self._pool._acquire()
         return self._conn
 

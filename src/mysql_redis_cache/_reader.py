@@ -23,6 +23,7 @@ class CoalescingReader:
         self._conn: Any = None
         self._busy = False
         self._queue: dict[bytes, list[asyncio.Future[bytes | None]]] = {}
+        self._batch_task: asyncio.Future[None] | None = None  # keeps the running MGET alive
         self.batches = 0  # MGETs sent, for tests and stats
 
     async def get(self, key: bytes) -> bytes | None:
@@ -42,7 +43,7 @@ class CoalescingReader:
     def _start_batch(self) -> None:
         self._busy = True
         batch, self._queue = self._queue, {}
-        asyncio.ensure_future(self._mget(batch))
+        self._batch_task = asyncio.ensure_future(self._mget(batch))
 
     async def _mget(self, batch: dict[bytes, list[asyncio.Future[bytes | None]]]) -> None:
         keys = list(batch)
