@@ -25,7 +25,7 @@ from ._errors import (
     QueryError,
 )
 from ._json import decode, encode, encode_rows
-from ._keys import build_key, is_unambiguous
+from ._keys import build_checked_key, build_key
 from ._loopbound import LoopBound
 from ._mysql import Pool, pick_driver
 from ._redis import RedisHolder
@@ -40,10 +40,18 @@ _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 
 
-def _ttl_with_jitter(ttl: object) -> int:
-    """The Node library's expiry: ttl ± 10 %, rounded as JS Math.round does."""
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+async def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+def _check_ttl(ttl: object) -> None:
+    if type(ttl) is not int or ttl <= 0:  # bool is an int subclass: refused too
         raise InvalidArgumentError(f"ttl must be a positive int of seconds, got {ttl!r}")
+
+
+def _ttl_with_jitter(ttl: int) -> int:
+    """The Node library's expiry: ttl ± 10 %, rounded as JS Math.round does."""
+    _check_ttl(ttl)
     return max(1, ttl + math.floor(ttl * (random.random() * 0.2 - 0.1) + 0.5))
 
 
@@ -249,9 +257,9 @@ class MRCClient:
         *,
         json_shaped: bool,
     ) -> Any:
-        key = self.get_key_from_query(query, params, param_names)
-        expiry = _ttl_with_jitter(ttl)
-        if not is_unambiguous(params, param_names):
+        key, unambiguous = build_checked_key(query, params, param_names)
+        _check_ttl(ttl)
+        if not unambiguous:
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
@@ -265,7 +273,7 @@ class MRCClient:
             self.stats.joins += 1
             return await asyncio.shield(flight)
         # The fill runs as its own task: a cancelled caller must not cancel the others.
-        task = asyncio.ensure_future(self._fill(key, fn, expiry, json_shaped))
+        task = asyncio.ensure_future(self._fill(key, fn, _ttl_with_jitter(ttl), json_shaped))
         self._in_flight[key] = task
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         return await asyncio.shield(task)
@@ -344,7 +352,13 @@ class MRCClient:
         return value
 
     async def _read(self, key: str, *, count: bool = True) -> Any:
-        raw = await self._cache_op(self._redis.get(key), None)
+        if self._breaker.is_open:  # the hot path skips the coroutine _cache_op wraps
+            raw = await self._cache_op(self._redis.get(key), None)
+        else:
+            try:
+                raw = await self._redis.get(key)
+            except CacheError as exc:
+                raw = await self._cache_op(_raise(exc), None)
         if raw:
             try:
                 value = decode(raw)

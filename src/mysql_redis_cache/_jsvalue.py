@@ -68,7 +68,8 @@ def js_number_value(value: float) -> int | float:
     if not math.isfinite(value):
         raise ValueError("non-finite numbers have no JSON form")
     if value == int(value) and abs(value) < 1e21:
-        return int(js_number(value))
+        # below 2**53 the integer is exact; above, JS prints the shortest digits + zeros
+        return int(value) if abs(value) < 9007199254740992.0 else int(js_number(value))
     if abs(value) < 1e-4:
         return SmallFloat(value)
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
@@ -9,8 +10,9 @@ from ._errors import InvalidArgumentError
 from ._jsvalue import js_string, utf8
 
 
+@functools.lru_cache(maxsize=4096)
 def query_hash(query: str) -> str:
-    """Hex SHA-1 of the query text as Node hashes it (UTF-8)."""
+    """Hex SHA-1 of the query text as Node hashes it (UTF-8); services reuse few queries."""
     return hashlib.sha1(utf8(query)).hexdigest()
 
 
@@ -28,35 +30,37 @@ def check_names(params: Sequence[object] | None, names: Sequence[str]) -> None:
         )
 
 
-def build_key(query: str, params: Sequence[object] | None, names: Sequence[str]) -> str:
-    """The key Node's getKeyFromQuery(query, params, names) returns."""
-    check_names(params, names)
-    if not params:
-        return query_hash(query)
-    parts = [
-        # Node reads params[i] past the end as undefined
-        f"{js_string(name)}={js_string(params[i]) if i < len(params) else 'undefined'}_"
-        for i, name in enumerate(names)
-    ]
-    parts.append(query_hash(query))
-    return "".join(parts)
-
-
-def is_unambiguous(params: Sequence[object] | None, names: Sequence[str]) -> bool:
-    """Whether no other params for the same names could build the same key.
+def build_checked_key(
+    query: str, params: Sequence[object] | None, names: Sequence[str]
+) -> tuple[str, bool]:
+    """The key Node builds, and whether no other params for the same names could build it.
 
     Node's key shows only String(value): an object is `[object Object]` whatever it
     holds, and a value containing `_Other=` can shift where the next param seems to start.
+    Names past the params read as `undefined`, as in Node.
     """
+    check_names(params, names)
     if not params:
-        return True
-    markers = [f"_{js_string(name)}=" for name in names]
-    for value in params:
-        if isinstance(value, Mapping) or (
-            isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value)
+        return query_hash(query), True
+    texts = [js_string(p) for p in params]
+    name_texts = [js_string(n) for n in names]
+    parts = [
+        f"{name}={texts[i] if i < len(texts) else 'undefined'}_"
+        for i, name in enumerate(name_texts)
+    ]
+    parts.append(query_hash(query))
+    unambiguous = True
+    for value, text in zip(params, texts, strict=True):
+        if (
+            isinstance(value, Mapping)
+            or (isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value))
+            or ("_" in text and any(f"_{name}=" in text for name in name_texts))
         ):
-            return False
-        text = js_string(value)
-        if any(marker in text for marker in markers):
-            return False
-    return True
+            unambiguous = False
+            break
+    return "".join(parts), unambiguous
+
+
+def build_key(query: str, params: Sequence[object] | None, names: Sequence[str]) -> str:
+    """The key Node's getKeyFromQuery(query, params, names) returns."""
+    return build_checked_key(query, params, names)[0]

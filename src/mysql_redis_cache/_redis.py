@@ -71,8 +71,11 @@ class RedisHolder:
         return self._bound.get().reader
 
     async def get(self, key: str) -> bytes | None:
-        with redis_errors("GET"):
+        try:  # not `with redis_errors()`: a generator context manager per hit costs too much
             return await self._bound.get().reader.get(utf8(key))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            with redis_errors("GET"):
+                raise exc
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         with redis_errors("SET"):

@@ -30,6 +30,7 @@ _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 _FIXED_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
 
 Converter = Callable[[bytes], Any]
+_INF = float("inf")
 _HOUR_SPAN = timedelta(minutes=59, seconds=59, milliseconds=999)
 
 
@@ -52,13 +53,12 @@ def _int(raw: bytes) -> int | float:
 def _float(raw: bytes) -> int | float | None:
     # mysql2 accumulates short numbers digit by digit; for up to 15 digits that is exactly
     # float(), beyond it can differ in the last bit, so the same arithmetic is replayed.
-    text = raw.decode("ascii")
-    digits = len(text) - text.count(".") - text.count("-") - text.count("+")
-    if len(text) > 17 or "e" in text or "E" in text or digits <= 15:
-        value = float(text)
+    digits = len(raw) - raw.count(b".") - raw.count(b"-") - raw.count(b"+")
+    if digits <= 15 or len(raw) > 17 or b"e" in raw or b"E" in raw:
+        value = float(raw)
     else:
-        value = _accumulated_float(text)
-    if value != value or value in (float("inf"), float("-inf")):
+        value = _accumulated_float(raw.decode("ascii"))
+    if value != value or value in (_INF, -_INF):
         return None  # JSON.stringify writes null
     return js_number_value(value)
 
@@ -81,6 +81,11 @@ def _accumulated_float(text: str) -> float:
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
+
+
+def _decimal_number(raw: bytes) -> int | float:
+    """A DECIMAL as the normalizer leaves it: its text always looks numeric."""
+    return js_number_value(float(raw))
 
 
 def _buffer(raw: bytes) -> dict[str, Any]:
@@ -144,9 +149,11 @@ def _make_datetime(options: CastOptions) -> Converter:
             return None  # a zero date: mysql2 makes an Invalid Date, which JSON writes as null
         ms = int((raw[20:23] + b"00")[:3]) if len(raw) > 20 else 0
         hour, minute, second = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
-        if year >= 100 and day <= monthrange(year, month)[1]:
+        if year >= 100 and (day <= 28 or day <= monthrange(year, month)[1]):
             offset = hour_offset(raw, year, month, day, hour)
             if offset is not None:  # the common case: no JS overflow, no DST transition
+                if not offset:
+                    return f"{raw[:10].decode()}T{raw[11:19].decode()}.{ms:03d}Z"
                 utc = datetime(year, month, day, hour, minute, second) - offset
                 return (
                     f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:"
@@ -198,7 +205,7 @@ def _wants_string(type_name: str, date_strings: bool | tuple[str, ...]) -> bool:
 
 
 # Converters whose results are never strings: the normalizer can skip their columns.
-_NEVER_STRINGS: frozenset[Converter] = frozenset({_int, _float, _buffer})
+_NEVER_STRINGS: frozenset[Converter] = frozenset({_int, _float, _buffer, _decimal_number})
 
 
 def converter_for(field: Any, options: CastOptions) -> Converter:
@@ -211,7 +218,9 @@ def converter_for(field: Any, options: CastOptions) -> Converter:
         return _int
     if code in (FIELD_TYPE.FLOAT, FIELD_TYPE.DOUBLE):
         return _float
-    if code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL, FIELD_TYPE.TIME):
+    if code in (FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL):
+        return _decimal_number if options.normalize_numbers else _text
+    if code == FIELD_TYPE.TIME:
         return _text
     if code == FIELD_TYPE.DATE:
         return _text if _wants_string("DATE", options.date_strings) else _make_date(options)
