@@ -1,0 +1,247 @@
+"""The `mrc` command: invalidate, inspect and demonstrate the cache from a shell.
+
+Exit codes: 0 success, 2 bad usage or input, 3 MySQL or Redis unreachable or failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ._client import MRCClient
+from ._errors import CacheError, ConfigError, InvalidArgumentError, MRCError, QueryError
+from ._invalidate import param_part
+from ._server import DropProgress, MRCServer
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
+EXIT_USAGE, EXIT_UNAVAILABLE = 2, 3
+_TTL_BUCKETS = (
+    (60, "< 1 min"),
+    (3600, "< 1 h"),
+    (6 * 3600, "< 6 h"),
+    (24 * 3600, "< 24 h"),
+    (None, ">= 24 h"),
+)
+
+
+class UsageError(Exception):
+    """Bad input on the command line."""
+
+
+def _pairs(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    names, values = [], []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"expected Name=Value, got {item!r}")
+        names.append(name)
+        values.append(value)
+    return names, values
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; silent elsewhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._enabled = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, progress: DropProgress) -> None:
+        now = time.monotonic()
+        if not self._enabled or now - self._last < 0.1:
+            return
+        self._last = now
+        share = progress.examined / progress.total if progress.total else 1.0
+        bar = "#" * int(share * 30)
+        self._stream.write(
+            f"\rscanning [{bar:<30}] {share:6.1%}  matched {progress.matched:,}"
+            f"  deleted {progress.deleted:,}"
+        )
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._enabled:
+            self._stream.write("\n")
+
+
+async def _invalidate(args: argparse.Namespace, out: TextIO) -> None:
+    names, values = _pairs(args.pairs)
+    progress = _ProgressBar(sys.stderr)
+    async with MRCServer(args.redis_url) as server:
+        count = await server.drop_outdated_cache(
+            names, values, args.all, dry_run=args.dry_run, progress=progress
+        )
+    progress.done()
+    verb = "would delete" if args.dry_run else "deleted"
+    out.write(f"{verb} {count} cache entries\n")
+
+
+async def _stats(args: argparse.Namespace, out: TextIO) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(args.redis_url, socket_connect_timeout=2)
+    try:
+        keys: list[bytes] = []
+        async for key in client.scan_iter(count=1000):
+            keys.append(key)
+            if len(keys) >= args.sample:
+                break
+        total_keys = await client.dbsize()
+        cache_keys = [k for k in keys if param_part(k) is not None or _is_bare_hash(k)]
+        pipe = client.pipeline(transaction=False)
+        for key in cache_keys:
+            pipe.strlen(key)
+            pipe.ttl(key)
+        replies = await pipe.execute() if cache_keys else []
+    finally:
+        await client.aclose()
+    sizes, ttls = replies[0::2], replies[1::2]
+    per_name: Counter[str] = Counter()
+    for key in cache_keys:
+        part = param_part(key)
+        if part is not None:
+            for segment in part.decode("utf-8", "replace").strip("_").split("_"):
+                name, sep, _ = segment.partition("=")
+                if sep:
+                    per_name[name] += 1
+    histogram: Counter[str] = Counter()
+    for ttl in ttls:
+        histogram[_ttl_bucket(ttl)] += 1
+    out.write(f"sampled {len(keys):,} of {total_keys:,} keys (--sample {args.sample:,})\n")
+    out.write(f"cache entries in the sample: {len(cache_keys):,}\n")
+    if cache_keys:
+        out.write(f"value bytes: total {sum(sizes):,}, largest {max(sizes):,}\n")
+    out.write("entries per param name:\n")
+    for name, count in per_name.most_common():
+        out.write(f"  {name:<24} {count:,}\n")
+    out.write("TTL:\n")
+    for _, label in _TTL_BUCKETS:
+        out.write(f"  {label:<10} {histogram[label]:,}\n")
+    if histogram["no expiry"]:
+        out.write(f"  {'no expiry':<10} {histogram['no expiry']:,}\n")
+
+
+def _is_bare_hash(key: bytes) -> bool:
+    return len(key) == 40 and all(c in b"0123456789abcdef" for c in key)
+
+
+def _ttl_bucket(ttl: int) -> str:
+    if ttl < 0:
+        return "no expiry"
+    for limit, label in _TTL_BUCKETS:
+        if limit is None or ttl < limit:
+            return label
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _get(args: argparse.Namespace, out: TextIO) -> None:
+    names, values = _pairs(args.param)
+    async with MRCClient(args.mysql_url, args.redis_url, fail_open=False) as client:
+        key = client.get_key_from_query(args.query, values, names)
+        value = await client.read_from_cache(args.query, values, names)
+    out.write(f"key: {key}\n")
+    if value is None:
+        out.write("(not cached)\n")
+    else:
+        out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+DEMO_QUERY = "SELECT id, name, price FROM mrc_demo WHERE store_id = ? ORDER BY id"
+
+
+async def _demo(args: argparse.Namespace, out: TextIO) -> None:
+    async with MRCClient(args.mysql_url, args.redis_url, fail_open=False) as client:
+        pool = client.get_mysql_pool()
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "CREATE OR REPLACE TABLE mrc_demo "
+                "(id INT PRIMARY KEY, store_id INT, name VARCHAR(40), price DECIMAL(8,2))"
+            )
+            await cur.execute(
+                "INSERT INTO mrc_demo VALUES (1, 6, 'espresso', 1.20), (2, 6, 'cappuccino', 1.50),"
+                " (3, 7, 'tea', 1.00)"
+            )
+        out.write(f"query: {DEMO_QUERY}  params: StoreId=6\n")
+        async with MRCServer(args.redis_url) as server:
+            await server.drop_outdated_cache(["StoreId"], [6])  # start cold
+            await _demo_call(client, out, "1st call")
+            await _demo_call(client, out, "2nd call")
+            dropped = await server.drop_outdated_cache(["StoreId"], [6])
+            out.write(f"invalidated StoreId=6: {dropped} entry dropped\n")
+            await _demo_call(client, out, "3rd call")
+        key = client.get_key_from_query(DEMO_QUERY, [6], ["StoreId"])
+        out.write(f"key: {key}\n")
+
+
+async def _demo_call(client: MRCClient, out: TextIO, label: str) -> None:
+    hits = client.stats.hits
+    start = time.perf_counter()
+    rows = await client.query_with_cache(DEMO_QUERY, [6], ["StoreId"])
+    elapsed = (time.perf_counter() - start) * 1000
+    outcome = "HIT " if client.stats.hits > hits else "MISS"
+    out.write(f"{label}: {outcome} {elapsed:7.2f} ms  {json.dumps(rows)}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mrc", description="Inspect and invalidate the MySQL query cache in Redis."
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("MRC_REDIS_URL", DEFAULT_REDIS_URL),
+        help="Redis URL (env MRC_REDIS_URL; default %(default)s)",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("MRC_MYSQL_URL", DEFAULT_MYSQL_URL),
+        help="MySQL URL (env MRC_MYSQL_URL; default %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    invalidate = commands.add_parser("invalidate", help="drop the entries of param values")
+    invalidate.add_argument("pairs", nargs="+", metavar="Name=Value")
+    invalidate.add_argument(
+        "--all", action="store_true", help="entries must match every pair (default: any)"
+    )
+    invalidate.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    stats = commands.add_parser("stats", help="summarize a sample of the cache")
+    stats.add_argument("--sample", type=int, default=10_000, help="keys to sample")
+    get = commands.add_parser("get", help="show the key and cached value of a query")
+    get.add_argument("query")
+    get.add_argument("-p", "--param", action="append", default=[], metavar="Name=Value")
+    commands.add_parser("demo", help="see the cache work against local MariaDB and Redis")
+    return parser
+
+
+_COMMANDS = {"invalidate": _invalidate, "stats": _stats, "get": _get, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    stream = out or sys.stdout
+    try:
+        asyncio.run(_COMMANDS[args.command](args, stream))
+    except (UsageError, InvalidArgumentError, ConfigError) as exc:
+        sys.stderr.write(f"mrc: {exc}\n")
+        return EXIT_USAGE
+    except (CacheError, QueryError, OSError) as exc:
+        sys.stderr.write(f"mrc: {exc}\n")
+        return EXIT_UNAVAILABLE
+    except MRCError as exc:  # pragma: no cover - every library error is one of the above
+        sys.stderr.write(f"mrc: {exc}\n")
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+def run() -> Any:
+    """Console-script entry point."""
+    sys.exit(main())
