@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,14 +35,7 @@ class RedisProcess:
              "--appendonly", "no", "--dir", self._workdir],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        _wait_for_port(self.port)
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no goodbye to the clients."""
@@ -61,3 +55,91 @@ def redis_server() -> Iterator[RedisProcess]:
             yield server
         finally:
             server.kill()
+
+
+@contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
+    """A real Redis Cluster of `masters` primaries on loopback ports; stopped by PID."""
+    with tempfile.TemporaryDirectory() as workdir:
+        procs: list[subprocess.Popen[bytes]] = []
+        ports = [_free_cluster_port() for _ in range(masters)]
+        try:
+            for port in ports:
+                command = [
+                    "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes", "--cluster-config-file",
+                    f"{workdir}/nodes-{port}.conf", "--save", "", "--appendonly", "no",
+                    "--dir", workdir,
+                ]  # fmt: skip
+                procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+            for port in ports:
+                _wait_for_port(port)
+            create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+            create += ["--cluster-replicas", "0", "--cluster-yes"]
+            subprocess.run(create, check=True, capture_output=True, timeout=60)
+            deadline = time.monotonic() + 30
+            while not all("cluster_state:ok" in _cluster_info(p) for p in ports):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test cluster did not reach cluster_state:ok")
+                time.sleep(0.2)
+            yield ports
+        finally:
+            for proc in procs:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def _cluster_info(port: int) -> str:
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    return info.stdout
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+@contextmanager
+def redis_sentinel() -> Iterator[tuple[int, int]]:
+    """A Redis primary and one Sentinel watching it as `mymaster`; yields both ports."""
+    with tempfile.TemporaryDirectory() as workdir:
+        primary = RedisProcess(workdir)
+        primary.start()
+        sentinel_port = free_port()
+        config = f"{workdir}/sentinel.conf"
+        with open(config, "w") as handle:
+            handle.write(
+                f"port {sentinel_port}\nbind 127.0.0.1\ndir {workdir}\n"
+                f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+            )
+        proc = subprocess.Popen(["redis-server", config, "--sentinel"], stdout=subprocess.DEVNULL)
+        try:
+            _wait_for_port(sentinel_port)
+            yield primary.port, sentinel_port
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            primary.kill()

@@ -26,9 +26,9 @@ from ._errors import (
 )
 from ._json import decode, encode, encode_rows
 from ._keys import build_checked_key, build_key
-from ._loopbound import LoopBound
-from ._mysql import Pool, pick_driver
-from ._redis import RedisHolder
+from ._loopbound import Borrowed, LoopBound
+from ._mysql import Pool, driver_of_pool, pick_driver
+from ._redis import RedisConfig, RedisHolder
 from ._rows import CastOptions, shape
 from ._sql import format_query
 from ._stats import CacheStats
@@ -60,9 +60,12 @@ class MRCClient:
 
     Args:
         mysql_config: aiomysql keywords (plus mysql2's `database`, `connectionLimit`,
-            `timezone`, `dateStrings`, `multipleStatements`) or a `mysql://` URL.
-        redis_config: redis-py keywords, a node-redis style `{"url": ...}` dict, or a
-            `redis://` / `rediss://` URL. None means localhost:6379.
+            `timezone`, `dateStrings`, `multipleStatements`), a `mysql://` URL, or an
+            aiomysql / asyncmy pool you own (used as is, never closed).
+        redis_config: redis-py keywords (with `cluster=True` for Redis Cluster, or
+            `sentinel={...}` for Sentinel), a node-redis style `{"url": ...}` dict, a
+            `redis://` / `rediss://` URL, or a `redis.asyncio.Redis` / `RedisCluster` you
+            own (used as is, never closed). None means localhost:6379.
         normalize_numbers: turn numeric-looking strings into numbers, as the Node library
             does before caching. Off keeps them strings, and the entries then differ from
             the ones Node writes for the same query.
@@ -84,8 +87,8 @@ class MRCClient:
 
     def __init__(
         self,
-        mysql_config: Mapping[str, Any] | str | None = None,
-        redis_config: Mapping[str, Any] | str | None = None,
+        mysql_config: Mapping[str, Any] | str | Any | None = None,
+        redis_config: RedisConfig = None,
         *,
         normalize_numbers: bool = True,
         fail_open: bool = True,
@@ -103,15 +106,23 @@ class MRCClient:
                 isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
             ):
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-        settings = parse_mysql_config(mysql_config or {})
+        self._pool: LoopBound[Pool] | Borrowed[Any]
+        if _is_pool(mysql_config):
+            # a pool the caller owns: its driver's own handshake and settings apply
+            settings = parse_mysql_config({})
+            self._driver = driver_of_pool(mysql_config)
+            self._pool = Borrowed(mysql_config)
+        else:
+            settings = parse_mysql_config(mysql_config or {})
+            self._driver = pick_driver(mysql_driver)
+            self._pool = LoopBound(self._make_pool, _close_pool)
         self._mysql_settings = settings
-        self._driver = pick_driver(mysql_driver)
         self._cast = CastOptions(
             timezone=settings.cast.timezone,
             date_strings=settings.cast.date_strings,
             normalize_numbers=normalize_numbers,
         )
-        self._pool = LoopBound(self._make_pool, _close_pool)
+        self.stats = CacheStats()
         self._redis = RedisHolder(
             redis_config,
             {
@@ -119,12 +130,12 @@ class MRCClient:
                 "socket_connect_timeout": redis_timeout,
                 "retry": Retry(NoBackoff(), 0),
             },
+            self.stats,
         )
         self._fail_open = fail_open
         self._breaker = Breaker(breaker_cooldown)
         self._lock_timeout = lock_timeout
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
-        self.stats = CacheStats()
 
     async def __aenter__(self) -> Self:
         return self
@@ -139,10 +150,11 @@ class MRCClient:
 
     # -- MySQL ---------------------------------------------------------------------------
 
-    def get_mysql_pool(self) -> Pool:
+    def get_mysql_pool(self) -> Any:
         """The MySQL connection pool, for queries outside the cache.
 
-        Created on first call (one per event loop; see "Serverless" in the README).
+        Created on first call (one per event loop; see "Serverless" in the README), or
+        the pool passed as `mysql_config`.
         """
         return self._pool.get()
 
@@ -388,6 +400,12 @@ class MRCClient:
         """Close the Redis connection and the MySQL pool."""
         await self._redis.close()
         await self._pool.close()
+
+
+def _is_pool(config: object) -> bool:
+    return (
+        config is not None and not isinstance(config, Mapping | str) and hasattr(config, "acquire")
+    )
 
 
 async def _close_pool(pool: Pool) -> None:

@@ -89,3 +89,23 @@ class LoopBound[T]:
             await sentinel.aclose()  # runs the closer
         else:  # pragma: no cover - a value always gets a sentinel
             await self._closer(value)
+
+
+class Borrowed[T]:
+    """A value the caller made and owns: the same interface as LoopBound, but it is never
+    remade, and `close()` only runs `release` (e.g. giving back a borrowed connection)."""
+
+    def __init__(self, value: T, release: Callable[[T], Awaitable[None]] | None = None) -> None:
+        self._value = value
+        self._release = release
+
+    @property
+    def current(self) -> T:
+        return self._value
+
+    def get(self) -> T:
+        return self._value
+
+    async def close(self) -> None:
+        if self._release is not None:
+            await self._release(self._value)

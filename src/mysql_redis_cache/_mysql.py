@@ -267,6 +267,16 @@ AIOMYSQL = Driver("aiomysql")
 ASYNCMY = Driver("asyncmy")
 
 
+def driver_of_pool(pool: object) -> Driver:
+    """The driver behind a pool the caller passed in (aiomysql's or asyncmy's)."""
+    module = type(pool).__module__
+    if module.startswith("asyncmy"):
+        return ASYNCMY
+    if module.startswith(("aiomysql", __name__)):
+        return AIOMYSQL if not isinstance(pool, Pool) else pool.driver
+    raise ConfigError(f"unsupported MySQL pool type {type(pool).__qualname__}")
+
+
 def pick_driver(name: str) -> Driver:
     """'aiomysql', 'asyncmy', or 'auto': asyncmy when installed (MRC_MYSQL_DRIVER may
     name one instead of 'auto').

@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
+from ._stats import CacheStats
 
 
 class CoalescingReader:
-    """GET/MGET through one connection of `client`'s pool, one request in flight."""
+    """GET/MGET through one connection of `client`'s pool, one request in flight.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    Subclasses change how a GET and an MGET reach Redis (`_fetch_one`, `_fetch_many`).
+    """
+
+    def __init__(self, client: Any, stats: CacheStats | None = None) -> None:
         self._client = client
+        self._stats = stats
         self._conn: Any = None
         self._busy = False
         self._queue: dict[bytes, list[asyncio.Future[bytes | None]]] = {}
@@ -33,7 +37,7 @@ class CoalescingReader:
             return await future
         self._busy = True
         try:
-            value: bytes | None = await self._call("GET", key)
+            value = await self._fetch_one(key)
         finally:
             self._busy = False
             if self._queue:
@@ -48,7 +52,7 @@ class CoalescingReader:
     async def _mget(self, batch: dict[bytes, list[asyncio.Future[bytes | None]]]) -> None:
         keys = list(batch)
         try:
-            values = await self._call("MGET", *keys)
+            values = await self._fetch_many(keys)
         except BaseException as exc:
             for futures in batch.values():
                 for future in futures:
@@ -58,6 +62,8 @@ class CoalescingReader:
                 raise
         else:
             self.batches += 1
+            if self._stats is not None:
+                self._stats.coalesced += sum(len(futures) for futures in batch.values())
             for key, value in zip(keys, values, strict=True):
                 for future in batch[key]:
                     if not future.done():
@@ -66,6 +72,14 @@ class CoalescingReader:
             self._busy = False
             if self._queue:
                 self._start_batch()
+
+    async def _fetch_one(self, key: bytes) -> bytes | None:
+        value: bytes | None = await self._call("GET", key)
+        return value
+
+    async def _fetch_many(self, keys: list[bytes]) -> list[bytes | None]:
+        values: list[bytes | None] = await self._call("MGET", *keys)
+        return values
 
     async def _call(self, *args: Any) -> Any:
         if self._conn is None:
@@ -89,3 +103,18 @@ class CoalescingReader:
         conn, self._conn = self._conn, None
         if conn is not None:
             await self._client.connection_pool.release(conn)
+
+
+class ClusterReader(CoalescingReader):
+    """The same coalescing for Redis Cluster: batches go out as MGETs split per slot."""
+
+    async def _fetch_one(self, key: bytes) -> bytes | None:
+        value: bytes | None = await self._client.get(key)
+        return value
+
+    async def _fetch_many(self, keys: list[bytes]) -> list[bytes | None]:
+        values: list[bytes | None] = await self._client.mget_nonatomic(keys)
+        return values
+
+    async def close(self) -> None:
+        pass  # holds no connection of its own

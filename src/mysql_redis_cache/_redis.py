@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -10,12 +11,14 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.sentinel import Sentinel
 
 from ._config import parse_redis_config
 from ._errors import CacheError, CacheUnavailableError
 from ._jsvalue import utf8
-from ._loopbound import LoopBound
-from ._reader import CoalescingReader
+from ._loopbound import Borrowed, LoopBound
+from ._reader import ClusterReader, CoalescingReader
+from ._stats import CacheStats
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -44,25 +47,58 @@ def redis_errors(action: str) -> Iterator[None]:
         raise CacheError(f"Redis {action} failed: {exc}") from exc
 
 
+RedisConfig = Mapping[str, Any] | str | aioredis.Redis | aioredis.RedisCluster | None
+
+
 class RedisHolder:
-    """Owns a redis-py asyncio client per event loop, created on first use."""
+    """Owns a redis-py asyncio client per event loop, created on first use; or uses the
+    caller's client as it is, never closing it."""
 
     def __init__(
-        self, config: Mapping[str, Any] | str | None, defaults: Mapping[str, Any] | None = None
+        self,
+        config: RedisConfig,
+        defaults: Mapping[str, Any] | None = None,
+        stats: CacheStats | None = None,
     ) -> None:
+        self._bound: LoopBound[_Handle] | Borrowed[_Handle]
+        self._stats = stats
+        if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
+            self._bound = Borrowed(_handle_for(config, stats), _release_reader)
+            return
         self._url, self._options = parse_redis_config(config)
+        self._cluster = bool(self._options.pop("cluster", False))
+        self._sentinel = self._options.pop("sentinel", None)
         for name, value in (defaults or {}).items():
+            if name == "retry" and self._cluster:
+                continue  # RedisCluster retries per node: its own settings apply
             self._options.setdefault(name, value)  # the user's settings (and URL) win
         self._bound = LoopBound(self._make, _close_handle)
 
     def _make(self) -> _Handle:
-        if self._url is not None:
+        client: aioredis.Redis | aioredis.RedisCluster
+        if self._sentinel is not None:
+            sentinel = dict(self._sentinel)
+            manager = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                sentinel.pop("sentinels"), **sentinel.pop("sentinel_kwargs", {})
+            )
+            client = manager.master_for(sentinel.pop("service_name"), **self._options, **sentinel)
+            return _handle_for(client, self._stats, manager)
+        elif self._cluster:
+            if self._url is not None:
+                client = aioredis.RedisCluster.from_url(self._url, **self._options)
+            else:
+                client = aioredis.RedisCluster(**self._options)
+        elif self._url is not None:
             client = aioredis.Redis.from_url(self._url, **self._options)
         else:
             client = aioredis.Redis(**self._options)
-        return _Handle(client, CoalescingReader(client))
+        return _handle_for(client, self._stats)
 
-    def client(self) -> aioredis.Redis:
+    @property
+    def is_cluster(self) -> bool:
+        return isinstance(self._bound.get().client, aioredis.RedisCluster)
+
+    def client(self) -> Any:
         return self._bound.get().client
 
     @property
@@ -97,11 +133,6 @@ class RedisHolder:
         with redis_errors("lock release"):
             await cast(Awaitable[object], self.client().eval(_RELEASE_LOCK, 1, utf8(key), token))
 
-    async def dbsize(self) -> int:
-        with redis_errors("DBSIZE"):
-            size: int = await self.client().dbsize()
-        return size
-
     async def sweep(
         self,
         match: bytes | None,
@@ -115,6 +146,10 @@ class RedisHolder:
         (keys picked, keys deleted) per page; memory stays one page.
         """
         client = self.client()
+        if isinstance(client, aioredis.RedisCluster):
+            async for counts in self._sweep_cluster(client, match, count, doomed, dry_run):
+                yield counts
+            return
         cursor, pending = 0, list[bytes]()
         while True:
             with redis_errors("SCAN/UNLINK"):
@@ -134,19 +169,81 @@ class RedisHolder:
             with redis_errors("UNLINK"):
                 yield 0, await client.unlink(*pending)
 
+    async def _sweep_cluster(
+        self,
+        client: aioredis.RedisCluster,
+        match: bytes | None,
+        count: int,
+        doomed: Callable[[list[bytes]], list[bytes]],
+        dry_run: bool,
+    ) -> AsyncIterator[tuple[int, int]]:
+        """`sweep` on a cluster: every primary scanned in turn, unlinks grouped per slot."""
+        for node in client.get_primaries():
+            cursor = 0
+            while True:
+                args: list[Any] = ["SCAN", cursor, "COUNT", count]
+                if match is not None:
+                    args += ["MATCH", match]
+                with redis_errors("SCAN"):
+                    # the cluster's SCAN reply maps the node's name to its cursor
+                    cursors, keys = await client.execute_command(*args, target_nodes=node)
+                cursor = next(iter(cursors.values()))
+                picked = doomed(cast(list[bytes], keys)) if keys else []
+                deleted = 0
+                if picked and not dry_run:
+                    by_slot: dict[int, list[bytes]] = {}
+                    for key in picked:
+                        by_slot.setdefault(client.keyslot(key), []).append(key)
+                    with redis_errors("UNLINK"):
+                        counts = await asyncio.gather(
+                            *(client.unlink(*group) for group in by_slot.values())
+                        )
+                    deleted = sum(counts)
+                yield len(picked), deleted
+                if cursor == 0:
+                    break
+
+    async def dbsize(self) -> int:
+        client = self.client()
+        with redis_errors("DBSIZE"):
+            if isinstance(client, aioredis.RedisCluster):
+                sizes = await client.dbsize(target_nodes=aioredis.RedisCluster.PRIMARIES)
+                return int(sum(sizes.values()) if isinstance(sizes, dict) else sizes)
+            return int(await client.dbsize())
+
     async def close(self) -> None:
         await self._bound.close()
 
 
 @dataclass(slots=True)
 class _Handle:
-    client: aioredis.Redis
+    client: Any  # aioredis.Redis or aioredis.RedisCluster
     reader: CoalescingReader
+    sentinel: Sentinel | None = None  # its connections to the sentinels close with us
+
+
+def _handle_for(
+    client: aioredis.Redis | aioredis.RedisCluster,
+    stats: CacheStats | None,
+    sentinel: Sentinel | None = None,
+) -> _Handle:
+    if isinstance(client, aioredis.RedisCluster):
+        return _Handle(client, ClusterReader(client, stats), sentinel)
+    return _Handle(client, CoalescingReader(client, stats), sentinel)
+
+
+async def _release_reader(handle: _Handle) -> None:
+    try:
+        await handle.reader.close()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        logger.debug("releasing the read connection failed: %s", exc)
 
 
 async def _close_handle(handle: _Handle) -> None:
+    await _release_reader(handle)
     try:
-        await handle.reader.close()
         await handle.client.aclose()
+        for sentinel in handle.sentinel.sentinels if handle.sentinel else ():
+            await sentinel.aclose()
     except (redis.exceptions.RedisError, OSError) as exc:
         logger.debug("closing the Redis client failed: %s", exc)

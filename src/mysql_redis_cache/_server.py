@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from ._invalidate import matches, scan_pattern, tokens_for
-from ._redis import RedisHolder
+from ._redis import RedisConfig, RedisHolder
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -42,7 +42,7 @@ class MRCServer:
         redis_config: as for MRCClient.
     """
 
-    def __init__(self, redis_config: Mapping[str, Any] | str | None = None) -> None:
+    def __init__(self, redis_config: RedisConfig = None) -> None:
         self._redis = RedisHolder(redis_config)
 
     async def __aenter__(self) -> Self:

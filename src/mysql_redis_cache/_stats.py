@@ -14,6 +14,7 @@ class CacheStats:
     skipped: Redis calls not attempted because the circuit breaker was open.
     bypasses: calls run uncached because their params could build another call's key.
     joins: calls that shared another in-flight call's execution (single-flight).
+    coalesced: reads that went to Redis inside a batched MGET with other callers' reads.
     corrupt: entries that were not JSON, treated as misses and overwritten.
     lock_waits: calls that waited on another process's lock and got its result.
     """
@@ -24,6 +25,7 @@ class CacheStats:
     skipped: int = 0
     bypasses: int = 0
     joins: int = 0
+    coalesced: int = 0
     corrupt: int = 0
     lock_waits: int = 0
 
