@@ -25,3 +25,19 @@ def test_every_error_derives_from_mrc_error() -> None:
     ]
     assert all(issubclass(e, mysql_redis_cache.MRCError) for e in errors)
     assert issubclass(mysql_redis_cache.InvalidArgumentError, ValueError)
+
+
+def test_import_loads_no_cli_and_no_optional_driver() -> None:
+    """`import mysql_redis_cache` loads neither the CLI nor asyncmy / orjson."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, mysql_redis_cache; "
+        "print(sorted(m for m in ('asyncmy', 'orjson', 'mysql_redis_cache._cli', 'argparse')"
+        " if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "[]" == result.stdout.strip()
