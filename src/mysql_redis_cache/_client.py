@@ -9,13 +9,13 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ._breaker import Breaker
+from ._closing import AsyncClosing
 from ._config import parse_mysql_config
 from ._errors import (
     CacheError,
@@ -55,7 +55,7 @@ def _ttl_with_jitter(ttl: int) -> int:
     return max(1, ttl + math.floor(ttl * (random.random() * 0.2 - 0.1) + 0.5))
 
 
-class MRCClient:
+class MRCClient(AsyncClosing):
     """Cache MySQL query results (or any async function's) in Redis, shared with Node.
 
     Args:
@@ -136,17 +136,6 @@ class MRCClient:
         self._breaker = Breaker(breaker_cooldown)
         self._lock_timeout = lock_timeout
         self._in_flight: dict[str, asyncio.Future[Any]] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- MySQL ---------------------------------------------------------------------------
 

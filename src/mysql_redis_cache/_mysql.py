@@ -102,41 +102,66 @@ def split_extended_metadata(data: bytes) -> tuple[bytes, str | None]:
     return data[:pos] + data[block_end:], ext_format
 
 
+class _Mysql2Handshake:
+    """Mixed into a driver's connection class: the HandshakeResponse as mysql2 sends it.
+
+    The driver class supplies `_mrc_client_flag()` and `_mrc_mariadb_caps()`.
+    """
+
+    extended_metadata = False
+    _mrc_authenticating = False
+    _mrc_multiple_statements = False
+
+    def _mrc_client_flag(self) -> int:
+        raise NotImplementedError
+
+    def _mrc_mariadb_caps(self) -> int:
+        raise NotImplementedError
+
+    async def _request_authentication(self) -> None:
+        self._mrc_authenticating = True
+        try:
+            await super()._request_authentication()  # type: ignore[misc]
+        finally:
+            self._mrc_authenticating = False
+
+    def write_packet(self, payload: bytes) -> None:
+        if _is_handshake(self._mrc_authenticating, payload, self._mrc_client_flag()):
+            payload, self.extended_metadata = patch_handshake(
+                payload, self._mrc_mariadb_caps(), self._mrc_multiple_statements
+            )
+        super().write_packet(payload)  # type: ignore[misc]
+
+
+def _field_without_extension(field_class: type, data: bytes, encoding: str) -> Any:
+    stripped, ext_format = split_extended_metadata(data)
+    field = field_class(stripped, encoding)
+    field.ext_format = ext_format
+    return field
+
+
 class _AioField(FieldDescriptorPacket):  # type: ignore[misc]
     ext_format: str | None = None
 
 
-class Connection(aiomysql.Connection):  # type: ignore[misc]
+class Connection(_Mysql2Handshake, aiomysql.Connection):  # type: ignore[misc]
     """An aiomysql connection with mysql2's protocol choices (see the module docstring)."""
 
     def __init__(self, *args: Any, multiple_statements: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._mrc_multiple_statements = multiple_statements
         self._mrc_server_caps: int | None = None
-        self._mrc_patch_handshake = False
-        self.extended_metadata = False
 
-    async def _request_authentication(self) -> None:
-        self._mrc_patch_handshake = True
-        try:
-            await super()._request_authentication()
-        finally:
-            self._mrc_patch_handshake = False
+    def _mrc_client_flag(self) -> int:
+        return int(self.client_flag)
 
-    def write_packet(self, payload: bytes) -> None:
-        if _is_handshake(self._mrc_patch_handshake, payload, self.client_flag):
-            payload, self.extended_metadata = patch_handshake(
-                payload, self._mrc_server_caps or 0, self._mrc_multiple_statements
-            )
-        super().write_packet(payload)
+    def _mrc_mariadb_caps(self) -> int:
+        return self._mrc_server_caps or 0
 
     async def _read_packet(self, packet_type: type = MysqlPacket) -> Any:
         if packet_type is FieldDescriptorPacket and self.extended_metadata:
             raw = await super()._read_packet(MysqlPacket)
-            stripped, ext_format = split_extended_metadata(raw.get_all_data())
-            field = _AioField(stripped, self.encoding)
-            field.ext_format = ext_format
-            return field
+            return _field_without_extension(_AioField, raw.get_all_data(), self.encoding)
         packet = await super()._read_packet(packet_type)
         if self._mrc_server_caps is None:  # the first packet is the server greeting
             self._mrc_server_caps = mariadb_caps_from_greeting(packet.get_all_data())
@@ -152,34 +177,21 @@ def asyncmy_connection_class() -> type:
     class AsyncmyField(asyncmy.protocol.FieldDescriptorPacket):  # type: ignore[misc]
         ext_format: str | None = None
 
-    class AsyncmyConnection(asyncmy.connection.Connection):  # type: ignore[misc]
+    class AsyncmyConnection(_Mysql2Handshake, asyncmy.connection.Connection):  # type: ignore[misc]
         def __init__(self, *args: Any, multiple_statements: bool = False, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self._mrc_multiple_statements = multiple_statements
-            self._mrc_patch_handshake = False
-            self.extended_metadata = False
 
-        async def _request_authentication(self) -> None:
-            self._mrc_patch_handshake = True
-            try:
-                await super()._request_authentication()
-            finally:
-                self._mrc_patch_handshake = False
+        def _mrc_client_flag(self) -> int:
+            return int(self._client_flag)
 
-        def write_packet(self, payload: bytes) -> None:
-            if _is_handshake(self._mrc_patch_handshake, payload, self._client_flag):
-                payload, self.extended_metadata = patch_handshake(
-                    payload, self._mariadb_ext_caps, self._mrc_multiple_statements
-                )
-            super().write_packet(payload)
+        def _mrc_mariadb_caps(self) -> int:
+            return int(self._mariadb_ext_caps)  # asyncmy reads them from the greeting
 
         async def read_packet(self, packet_type: type = asyncmy.protocol.MysqlPacket) -> Any:
             if packet_type is asyncmy.protocol.FieldDescriptorPacket and self.extended_metadata:
                 raw = await super().read_packet(asyncmy.protocol.MysqlPacket)
-                stripped, ext_format = split_extended_metadata(raw.get_all_data())
-                field = AsyncmyField(stripped, self._encoding)
-                field.ext_format = ext_format
-                return field
+                return _field_without_extension(AsyncmyField, raw.get_all_data(), self._encoding)
             return await super().read_packet(packet_type)
 
     return AsyncmyConnection

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
+from ._closing import AsyncClosing
 from ._invalidate import matches, scan_pattern, tokens_for
 from ._redis import RedisConfig, RedisHolder
 
@@ -35,7 +34,7 @@ class DropProgress:
     deleted: int = 0
 
 
-class MRCServer:
+class MRCServer(AsyncClosing):
     """Drops cache entries whose key names given param values.
 
     Args:
@@ -44,17 +43,6 @@ class MRCServer:
 
     def __init__(self, redis_config: RedisConfig = None) -> None:
         self._redis = RedisHolder(redis_config)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close_redis_connection()
 
     async def drop_outdated_cache(
         self,
@@ -116,4 +104,8 @@ class MRCServer:
 
     async def close_redis_connection(self) -> None:
         """Close the Redis connection; the next call reopens it."""
+        await self._redis.close()
+
+    async def close(self) -> None:
+        """Close the Redis connection (what `async with` does on the way out)."""
         await self._redis.close()
