@@ -1,6 +1,7 @@
 # Every target runs through uv with the Python pinned in .python-version (never downloaded).
 export UV_PYTHON_DOWNLOADS := never
-UV ?= uv
+# uv on PATH, else the one installed into the pyenv Python that .python-version selects.
+UV ?= $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 
 .PHONY: help install test test-interop lint format typecheck check build bench bench-invalidation clean
 
@@ -8,6 +9,7 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 install:  ## create .venv with the dev tools, and the npm packages the interop tests drive
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --all-extras
 	cd interop && npm ci --no-audit --no-fund
 
