@@ -20,7 +20,7 @@ from typing import Any
 import aiomysql
 import pymysql
 from pymysql.connections import FieldDescriptorPacket, MysqlPacket
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import FIELD_TYPE, SERVER_STATUS
 
 from ._errors import ClientClosedError, ConfigError
 
@@ -210,6 +210,13 @@ class RawResult:
     message: str = ""
 
 
+_INT_DECODERS = dict.fromkeys(
+    (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24, FIELD_TYPE.YEAR,
+     FIELD_TYPE.LONGLONG),
+    int,
+)  # fmt: skip
+
+
 class Driver:
     """What the pool and the client need from a MySQL driver, for aiomysql or asyncmy."""
 
@@ -260,8 +267,9 @@ class Driver:
         """Run `sql` and return every result set with values as the server sent them."""
         decoders_attr, unicode_attr = self._attrs
         decoders, use_unicode = getattr(conn, decoders_attr), getattr(conn, unicode_attr)
-        # undecoded bytes: mysql2's casting is applied by the caller
-        setattr(conn, decoders_attr, {})
+        # undecoded bytes, but integers, which the driver parses in C: mysql2's casting
+        # is applied by the caller
+        setattr(conn, decoders_attr, _INT_DECODERS)
         setattr(conn, unicode_attr, False)
         try:
             await conn.query(sql)

@@ -43,11 +43,12 @@ class CastOptions:
     normalize_numbers: bool = True
 
 
-def _int(raw: bytes) -> int | float:
-    value = int(raw)
-    if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-        return value
-    return js_number_value(float(raw))  # mysql2 returns a lossy Number, as JS prints it
+def _int(value: int | bytes) -> int | float:
+    """An integer column's value (the driver already parsed it) as a JS Number."""
+    number = int(value)
+    if -_MAX_SAFE_INT <= number <= _MAX_SAFE_INT:
+        return number
+    return js_number_value(float(number))  # mysql2 returns a lossy Number, as JS prints it
 
 
 def _float(raw: bytes) -> int | float | None:
@@ -184,7 +185,7 @@ def _json_float(text: str) -> int | float | None:
 def _json_column(raw: bytes) -> Any:
     return json.loads(
         raw.decode("utf-8", "replace"),
-        parse_int=lambda s: _int(s.encode()),
+        parse_int=lambda s: _int(int(s)),
         parse_float=_json_float,
         parse_constant=lambda s: None,
         object_pairs_hook=_ordered_pairs,
@@ -287,7 +288,7 @@ def ok_packet(result: RawResult) -> dict[str, Any]:
     return {
         "fieldCount": 0,
         "affectedRows": result.affected_rows,
-        "insertId": _int(str(result.insert_id).encode()),
+        "insertId": _int(result.insert_id),
         "info": info,
         "serverStatus": result.server_status,
         "warningStatus": result.warning_count,
