@@ -40,10 +40,6 @@ _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 
 
-async def _raise(exc: BaseException) -> Any:
-    raise exc
-
-
 def _check_ttl(ttl: object) -> None:
     if type(ttl) is not int or ttl <= 0:  # bool is an int subclass: refused too
         raise InvalidArgumentError(f"ttl must be a positive int of seconds, got {ttl!r}")
@@ -336,21 +332,22 @@ class MRCClient(AsyncClosing):
             raise CacheUnavailableError("Redis is unavailable: circuit breaker open")
         try:
             value = await op
-        except CacheUnavailableError as exc:
-            self.stats.errors += 1
-            self._breaker.failure(exc)
-            await self._redis.drop_connections()  # none of them may be reused after this
-            if not self._fail_open:
-                raise
-            return fallback
         except CacheError as exc:
-            self.stats.errors += 1
-            if not self._fail_open:
-                raise
-            logger.warning("Redis error, served without the cache: %s", exc)
-            return fallback
+            return await self._cache_failed(exc, fallback)
         self._breaker.success()
         return value
+
+    async def _cache_failed[T](self, exc: CacheError, fallback: T) -> T:
+        """Count a Redis failure; open the breaker if Redis is unreachable; fail open or raise."""
+        self.stats.errors += 1
+        if isinstance(exc, CacheUnavailableError):
+            self._breaker.failure(exc)
+            await self._redis.drop_connections()  # none of them may be reused after this
+        elif self._fail_open:
+            logger.warning("Redis error, served without the cache: %s", exc)
+        if not self._fail_open:
+            raise exc
+        return fallback
 
     async def _read(self, key: str, *, count: bool = True) -> Any:
         if self._breaker.is_open:  # the hot path skips the coroutine _cache_op wraps
@@ -359,7 +356,7 @@ class MRCClient(AsyncClosing):
             try:
                 raw = await self._redis.get(key)
             except CacheError as exc:
-                raw = await self._cache_op(_raise(exc), None)
+                raw = await self._cache_failed(exc, None)
         if raw:
             try:
                 value = decode(raw)

@@ -99,10 +99,6 @@ class Borrowed[T]:
         self._value = value
         self._release = release
 
-    @property
-    def current(self) -> T:
-        return self._value
-
     def get(self) -> T:
         return self._value
 

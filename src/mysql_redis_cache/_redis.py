@@ -94,17 +94,8 @@ class RedisHolder:
             client = aioredis.Redis(**self._options)
         return _handle_for(client, self._stats)
 
-    @property
-    def is_cluster(self) -> bool:
-        return isinstance(self._bound.get().client, aioredis.RedisCluster)
-
     def client(self) -> Any:
         return self._bound.get().client
-
-    @property
-    def reader(self) -> CoalescingReader:
-        """The reader of the running loop (GETs, coalesced into MGET when concurrent)."""
-        return self._bound.get().reader
 
     async def get(self, key: str) -> bytes | None:
         try:  # not `with redis_errors()`: a generator context manager per hit costs too much
