@@ -214,3 +214,16 @@ def test_bad_resilience_options(option: str, value: Any) -> None:
 
     with pytest.raises(ConfigError, match=option):
         MRCClient(MYSQL_CONFIG, REDIS_URL, **{option: value})
+
+
+async def test_stampede_callers_get_their_own_copies(client: MRCClient) -> None:
+    """Callers sharing one execution get equal results that are not one shared object."""
+
+    async def rows() -> list[dict[str, int]]:
+        await asyncio.sleep(0.02)
+        return [{"n": 1}]
+
+    results = await asyncio.gather(*(client.with_cache(rows, "copies") for _ in range(5)))
+    results[0][0]["n"] = 99
+    assert [[{"n": 1}]] * 4 == results[1:]
+    assert 5 == len({id(r) for r in results})

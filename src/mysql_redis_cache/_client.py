@@ -131,7 +131,7 @@ class MRCClient(AsyncClosing):
         self._fail_open = fail_open
         self._breaker = Breaker(breaker_cooldown)
         self._lock_timeout = lock_timeout
-        self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
 
     # -- MySQL ---------------------------------------------------------------------------
 
@@ -260,25 +260,38 @@ class MRCClient(AsyncClosing):
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
-        flight = self._in_flight.get(key)
+        flight = self._flight(key)
         if flight is None:
             cached = await self._read(key)
             if cached is not _MISSING:
                 return cached
-            flight = self._in_flight.get(key)  # another caller may have started meanwhile
+            flight = self._flight(key)  # another caller may have started meanwhile
         if flight is not None:
             self.stats.joins += 1
-            return await asyncio.shield(flight)
+            value, payload = await asyncio.shield(flight)
+            # a copy of its own: callers must not share one mutable result
+            return value if payload is None else decode(payload)
         # The fill runs as its own task: a cancelled caller must not cancel the others.
         task = asyncio.ensure_future(self._fill(key, fn, _ttl_with_jitter(ttl), json_shaped))
         self._in_flight[key] = task
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await asyncio.shield(task)
+        value, _ = await asyncio.shield(task)
+        return value
+
+    def _flight(self, key: str) -> asyncio.Future[tuple[Any, bytes | None]] | None:
+        """The running fill for `key` in this event loop, if any."""
+        flight = self._in_flight.get(key)
+        if flight is not None and flight.get_loop() is not asyncio.get_running_loop():
+            return None  # left over from an earlier loop: never awaited from this one
+        return flight
 
     async def _fill(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
-    ) -> Any:
-        """Compute and store the value for `key` (under the cross-process lock if enabled)."""
+    ) -> tuple[Any, bytes | None]:
+        """Compute and store the value for `key` (under the cross-process lock if enabled).
+
+        Returns the value and its encoded payload, from which joiners decode their copies.
+        """
         if self._lock_timeout is None:
             return await self._compute_and_store(key, fn, expiry, json_shaped)
         lock_key = key + ":lock"  # not a cache key: invalidation never touches it
@@ -286,24 +299,29 @@ class MRCClient(AsyncClosing):
         ttl_ms = max(1, round(self._lock_timeout * 1000))
         if not await self._cache_op(self._redis.try_lock(lock_key, token, ttl_ms), True):
             waited = await self._wait_for_entry(key)
-            if waited is not _MISSING:
+            if waited is not None:
                 self.stats.lock_waits += 1
-                return waited
+                return decode(waited), waited
             return await self._compute_and_store(key, fn, expiry, json_shaped)
         try:
             return await self._compute_and_store(key, fn, expiry, json_shaped)
         finally:
             await self._cache_op(self._redis.release_lock(lock_key, token), None)
 
-    async def _wait_for_entry(self, key: str) -> Any:
+    async def _wait_for_entry(self, key: str) -> bytes | None:
+        """Poll for another process's entry for up to lock_timeout; its bytes, or None."""
         assert self._lock_timeout is not None
         deadline = time.monotonic() + self._lock_timeout
         while time.monotonic() < deadline:
             await asyncio.sleep(min(_LOCK_POLL, max(0.0, deadline - time.monotonic())))
-            value = await self._read(key, count=False)
-            if value is not _MISSING:
-                return value
-        return _MISSING
+            raw = await self._cache_op(self._redis.get(key), None)
+            if raw:
+                try:
+                    decode(raw)
+                except ValueError:
+                    continue  # not a usable entry: keep waiting, then compute
+                return raw
+        return None
 
     async def _compute(self, fn: Callable[[], Awaitable[Any]], json_shaped: bool) -> Any:
         result = await fn()
@@ -311,11 +329,11 @@ class MRCClient(AsyncClosing):
 
     async def _compute_and_store(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
-    ) -> Any:
+    ) -> tuple[Any, bytes]:
         result = await fn()
         payload = encode_rows(result) if json_shaped else encode(result)
         await self._write(key, payload, expiry)
-        return result if json_shaped else decode(payload)
+        return (result if json_shaped else decode(payload)), payload
 
     async def _cache_op[T](self, op: Awaitable[T], fallback: T) -> T:
         """Run a Redis call through the breaker; failing open, return `fallback` on failure.
@@ -349,7 +367,7 @@ class MRCClient(AsyncClosing):
             raise exc
         return fallback
 
-    async def _read(self, key: str, *, count: bool = True) -> Any:
+    async def _read(self, key: str) -> Any:
         if self._breaker.is_open:  # the hot path skips the coroutine _cache_op wraps
             raw = await self._cache_op(self._redis.get(key), None)
         else:
@@ -364,12 +382,10 @@ class MRCClient(AsyncClosing):
                 self.stats.corrupt += 1
                 logger.warning("cache entry %s is not JSON; treating it as a miss", key)
             else:
-                if count:
-                    self.stats.hits += 1
+                self.stats.hits += 1
                 logger.debug("cache hit %s", key)
                 return value
-        if count:  # an empty string is a miss for Node too
-            self.stats.misses += 1
+        self.stats.misses += 1  # an empty string is a miss for Node too
         logger.debug("cache miss %s", key)
         return _MISSING
 
