@@ -56,7 +56,11 @@ class CoalescingReader:
         except BaseException as exc:
             for futures in batch.values():
                 for future in futures:
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()  # the loop is shutting down: so are its waiters
+                    else:
                         future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
