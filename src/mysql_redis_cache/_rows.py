@@ -18,7 +18,7 @@ from pymysql.constants import FIELD_TYPE
 
 from ._errors import QueryError
 from ._json import buffer_json
-from ._jsvalue import iso_utc, js_date, js_number_value, local_zone
+from ._jsvalue import iso_utc, js_date, js_number_value, local_zone, local_zone_name
 from ._mysql import RawResult
 
 _BINARY_CHARSET = 63
@@ -128,39 +128,74 @@ def _make_date(options: CastOptions) -> Converter:
     return convert
 
 
-def _make_datetime(options: CastOptions) -> Converter:
-    hour_offsets: dict[bytes, timedelta | None] = {}
+_UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal", "Etc/Universal",
+     "Zulu", "Etc/Zulu", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "GMT+0", "GMT-0"}
+)  # fmt: skip
 
-    def hour_offset(raw: bytes, year: int, month: int, day: int, hour: int) -> timedelta | None:
-        """UTC offset shared by every wall time in this hour, or None across a transition."""
-        key = raw[:13]
-        if key not in hour_offsets:
-            start = _date_at(options.timezone, year, month, day, hour, 0, 0, 0)
-            end = _date_at(options.timezone, year, month, day, hour, 59, 59, 999)
-            wall = datetime(year, month, day, hour, tzinfo=UTC)
-            same = start is not None and end is not None and end - start == _HOUR_SPAN
-            hour_offsets[key] = (wall - start) if same and start is not None else None
-        return hour_offsets[key]
+
+def _fixed_offset(timezone: str) -> timedelta | None:
+    """The wall-to-UTC offset when it never changes ('Z', '+HH:MM', a UTC local zone)."""
+    if timezone == "Z" or (timezone == "local" and local_zone_name() in _UTC_NAMES):
+        return timedelta()
+    if _FIXED_OFFSET.fullmatch(timezone):
+        sign = -1 if timezone[0] == "-" else 1
+        return sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
+    return None
+
+
+def _make_datetime(options: CastOptions) -> Converter:
+    # Per wall-clock hour ('YYYY-MM-DD HH'): None when every time in it needs the full
+    # path (zero or overflowing dates, years below 100, a DST transition), else its UTC
+    # offset. Rows of one result mostly share hours, so most values cost a dict lookup.
+    hours: dict[bytes, timedelta | None] = {}
+    fixed = _fixed_offset(options.timezone)
+
+    def hour_offset(raw: bytes) -> timedelta | None:
+        year, month, day, hour = int(raw[0:4]), int(raw[5:7]), int(raw[8:10]), int(raw[11:13])
+        if year < 100 or not (1 <= month <= 12 and 1 <= day <= monthrange(year, month)[1]):
+            return None
+        if fixed is not None:
+            return fixed
+        start = _date_at(options.timezone, year, month, day, hour, 0, 0, 0)
+        end = _date_at(options.timezone, year, month, day, hour, 59, 59, 999)
+        if start is None or end is None or end - start != _HOUR_SPAN:
+            return None
+        return datetime(year, month, day, hour, tzinfo=UTC) - start
 
     def convert(raw: bytes) -> str | None:
         if len(raw) < 19:
             return None
-        year, month, day = int(raw[0:4]), int(raw[5:7]), int(raw[8:10])
+        key = raw[:13]
+        if key in hours:
+            offset = hours[key]
+        else:
+            offset = hours[key] = hour_offset(raw)
+        millis = (raw[20:23] + b"00")[:3] if len(raw) > 20 else b"000"
+        if offset is not None:
+            if not offset:
+                return (raw[:10] + b"T" + raw[11:19] + b"." + millis + b"Z").decode()
+            utc = datetime(
+                int(raw[0:4]), int(raw[5:7]), int(raw[8:10]),
+                int(raw[11:13]), int(raw[14:16]), int(raw[17:19]),
+            ) - offset  # fmt: skip
+            return (
+                f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:"
+                f"{utc.minute:02d}:{utc.second:02d}.{millis.decode()}Z"
+            )
+        month, day = int(raw[5:7]), int(raw[8:10])
         if month == 0 or day == 0 or month > 12 or day > 31:
             return None  # a zero date: mysql2 makes an Invalid Date, which JSON writes as null
-        ms = int((raw[20:23] + b"00")[:3]) if len(raw) > 20 else 0
-        hour, minute, second = int(raw[11:13]), int(raw[14:16]), int(raw[17:19])
-        if year >= 100 and (day <= 28 or day <= monthrange(year, month)[1]):
-            offset = hour_offset(raw, year, month, day, hour)
-            if offset is not None:  # the common case: no JS overflow, no DST transition
-                if not offset:
-                    return f"{raw[:10].decode()}T{raw[11:19].decode()}.{ms:03d}Z"
-                utc = datetime(year, month, day, hour, minute, second) - offset
-                return (
-                    f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:"
-                    f"{utc.minute:02d}:{utc.second:02d}.{ms:03d}Z"
-                )
-        instant = _date_at(options.timezone, year, month, day, hour, minute, second, ms)
+        instant = _date_at(
+            options.timezone,
+            int(raw[0:4]),
+            month,
+            day,
+            int(raw[11:13]),
+            int(raw[14:16]),
+            int(raw[17:19]),
+            int(millis),
+        )
         return None if instant is None else iso_utc(instant)
 
     return convert
