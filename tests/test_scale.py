@@ -131,3 +131,17 @@ async def test_counters(client: MRCClient, redis_sync: redis.Redis) -> None:
     stats = client.stats.as_dict()
     assert (10, 10, 8) == (stats["hits"], stats["misses"], stats["joins"])
     assert stats["coalesced"] >= 9
+
+
+async def test_cluster_outage_fails_open(redis_sync: redis.Redis) -> None:
+    """When every cluster node dies, calls are still served from MySQL."""
+    with redis_cluster(3) as ports:
+        client = MRCClient(MYSQL_CONFIG, {"url": f"redis://127.0.0.1:{ports[0]}", "cluster": True})
+        assert [{"store": 1, "user": 1}] == await client.query_with_cache(
+            Q, [1, 1], ["StoreId", "UserId"]
+        )
+    # the context has killed every node
+    rows = [await client.query_with_cache(Q, [s, 1], ["StoreId", "UserId"]) for s in range(3)]
+    assert [[{"store": s, "user": 1}] for s in range(3)] == rows
+    assert client.stats.errors >= 1
+    await client.close()

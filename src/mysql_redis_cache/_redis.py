@@ -30,18 +30,25 @@ return 0
 """
 
 
+# Redis cannot be reached. RedisClusterException ("cannot be connected", "slot not
+# covered") is no RedisError, so it is named here explicitly.
+_UNREACHABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisClusterException,
+    TimeoutError,
+    OSError,
+)
+_FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
+
+
 @contextmanager
 def redis_errors(action: str) -> Iterator[None]:
     """Re-raise redis-py's errors (and socket errors) as CacheError or, when Redis cannot
     be reached at all, CacheUnavailableError."""
     try:
         yield
-    except (
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        TimeoutError,
-        OSError,
-    ) as exc:
+    except _UNREACHABLE as exc:
         raise CacheUnavailableError(f"Redis {action} failed: {exc}") from exc
     except redis.exceptions.RedisError as exc:
         raise CacheError(f"Redis {action} failed: {exc}") from exc
@@ -100,7 +107,7 @@ class RedisHolder:
     async def get(self, key: str) -> bytes | None:
         try:  # not `with redis_errors()`: a generator context manager per hit costs too much
             return await self._bound.get().reader.get(utf8(key))
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _FAILURES as exc:
             with redis_errors("GET"):
                 raise exc
 
@@ -110,9 +117,14 @@ class RedisHolder:
 
     async def drop_connections(self) -> None:
         """Disconnect every pooled connection (after an outage they may all be dead)."""
+        client = self._bound.get().client
         try:
-            await self._bound.get().client.connection_pool.disconnect()
-        except (redis.exceptions.RedisError, OSError) as exc:
+            if isinstance(client, aioredis.RedisCluster):
+                for node in client.get_nodes():
+                    await node.disconnect()
+            else:
+                await client.connection_pool.disconnect()
+        except _FAILURES as exc:
             logger.debug("dropping Redis connections failed: %s", exc)
 
     async def try_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
@@ -226,7 +238,7 @@ def _handle_for(
 async def _release_reader(handle: _Handle) -> None:
     try:
         await handle.reader.close()
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except _FAILURES as exc:
         logger.debug("releasing the read connection failed: %s", exc)
 
 
@@ -236,5 +248,5 @@ async def _close_handle(handle: _Handle) -> None:
         await handle.client.aclose()
         for sentinel in handle.sentinel.sentinels if handle.sentinel else ():
             await sentinel.aclose()
-    except (redis.exceptions.RedisError, OSError) as exc:
+    except _FAILURES as exc:
         logger.debug("closing the Redis client failed: %s", exc)
