@@ -301,15 +301,15 @@ class MRCClient(AsyncClosing):
             waited = await self._wait_for_entry(key)
             if waited is not None:
                 self.stats.lock_waits += 1
-                return decode(waited), waited
+                return waited
             return await self._compute_and_store(key, fn, expiry, json_shaped)
         try:
             return await self._compute_and_store(key, fn, expiry, json_shaped)
         finally:
             await self._cache_op(self._redis.release_lock(lock_key, token), None)
 
-    async def _wait_for_entry(self, key: str) -> bytes | None:
-        """Poll for another process's entry for up to lock_timeout; its bytes, or None."""
+    async def _wait_for_entry(self, key: str) -> tuple[Any, bytes] | None:
+        """Poll for another process's entry for up to lock_timeout: (value, bytes), or None."""
         assert self._lock_timeout is not None
         deadline = time.monotonic() + self._lock_timeout
         while time.monotonic() < deadline:
@@ -317,10 +317,9 @@ class MRCClient(AsyncClosing):
             raw = await self._cache_op(self._redis.get(key), None)
             if raw:
                 try:
-                    decode(raw)
+                    return decode(raw), raw
                 except ValueError:
                     continue  # not a usable entry: keep waiting, then compute
-                return raw
         return None
 
     async def _compute(self, fn: Callable[[], Awaitable[Any]], json_shaped: bool) -> Any:
