@@ -200,3 +200,20 @@ async def test_pool_waits_when_full_and_terminates() -> None:
     pool.terminate()
     assert pool.driver.is_closed(second)
     await client.close()
+
+
+async def test_failed_connects_never_leave_borrowers_waiting() -> None:
+    """With MySQL unreachable and a full pool, every concurrent query fails; none hangs."""
+    import asyncio
+
+    from ._redis_server import free_port
+
+    dead = {**MYSQL_CONFIG, "port": free_port(), "connectionLimit": 1, "connect_timeout": 1}
+    async with MRCClient(dead, REDIS_URL) as client:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(client.query_to_promise("SELECT 1") for _ in range(3)), return_exceptions=True
+            ),
+            timeout=10,
+        )
+    assert all(isinstance(r, QueryError) for r in results)

@@ -387,8 +387,12 @@ class Pool:
                 await cond.wait()
         try:
             conn = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
-        finally:
+        except BaseException:
             self._opening -= 1
+            async with cond:
+                cond.notify()  # the slot is free again: a waiting borrower may try it
+            raise
+        self._opening -= 1
         self._used.add(conn)
         return conn
 
