@@ -218,59 +218,51 @@ _INT_DECODERS = dict.fromkeys(
 
 
 class Driver:
-    """What the pool and the client need from a MySQL driver, for aiomysql or asyncmy."""
+    """What the pool and the client need from a MySQL driver; one subclass per driver."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        # where each driver keeps its type decoders and its use_unicode flag
-        self._attrs = (
-            ("decoders", "use_unicode") if name == "aiomysql" else ("_decoders", "_use_unicode")
-        )
+    name: str
+    # where the driver keeps its type decoders and its use_unicode flag on a connection
+    _decoders_attr: str
+    _unicode_attr: str
 
     def connection_class(self) -> type:
-        return Connection if self.name == "aiomysql" else asyncmy_connection_class()
+        raise NotImplementedError
+
+    async def _connect(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's own exception base classes (plus socket errors)."""
+        raise NotImplementedError
+
+    def connect_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """aiomysql-style keywords in this driver's spelling."""
+        return kwargs
+
+    def is_closed(self, conn: Any) -> bool:
+        raise NotImplementedError
+
+    def is_usable(self, conn: Any) -> bool:
+        return not self.is_closed(conn)
 
     async def open(self, kwargs: dict[str, Any]) -> Any:
         conn = self.connection_class()(**kwargs)
         try:
-            await (conn._connect() if self.name == "aiomysql" else conn.connect())
+            await self._connect(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    @property
-    def errors(self) -> tuple[type[BaseException], ...]:
-        """The driver's own exception base classes (plus socket errors)."""
-        if self.name == "aiomysql":
-            return (pymysql.err.Error, OSError)
-        import asyncmy.errors
-
-        return (asyncmy.errors.Error, OSError)
-
-    def connect_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """aiomysql-style keywords in this driver's spelling."""
-        if self.name == "aiomysql":
-            return kwargs
-        renames = {"db": "database", "cursorclass": "cursor_cls"}
-        return {renames.get(key, key): value for key, value in kwargs.items()}
-
-    def is_usable(self, conn: Any) -> bool:
-        if self.name == "aiomysql":
-            return not conn.closed and not conn._reader.at_eof()
-        return bool(conn.connected)
-
-    def is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed) if self.name == "aiomysql" else not conn.connected
-
     async def run_raw(self, conn: Any, sql: str) -> list[RawResult]:
         """Run `sql` and return every result set with values as the server sent them."""
-        decoders_attr, unicode_attr = self._attrs
-        decoders, use_unicode = getattr(conn, decoders_attr), getattr(conn, unicode_attr)
+        decoders = getattr(conn, self._decoders_attr)
+        use_unicode = getattr(conn, self._unicode_attr)
         # undecoded bytes, but integers, which the driver parses in C: mysql2's casting
         # is applied by the caller
-        setattr(conn, decoders_attr, _INT_DECODERS)
-        setattr(conn, unicode_attr, False)
+        setattr(conn, self._decoders_attr, _INT_DECODERS)
+        setattr(conn, self._unicode_attr, False)
         try:
             await conn.query(sql)
             results = [_raw(conn._result)]
@@ -278,13 +270,58 @@ class Driver:
                 await conn.next_result()
                 results.append(_raw(conn._result))
         finally:
-            setattr(conn, decoders_attr, decoders)
-            setattr(conn, unicode_attr, use_unicode)
+            setattr(conn, self._decoders_attr, decoders)
+            setattr(conn, self._unicode_attr, use_unicode)
         return results
 
 
-AIOMYSQL = Driver("aiomysql")
-ASYNCMY = Driver("asyncmy")
+class _Aiomysql(Driver):
+    name = "aiomysql"
+    _decoders_attr, _unicode_attr = "decoders", "use_unicode"
+
+    def connection_class(self) -> type:
+        return Connection
+
+    async def _connect(self, conn: Any) -> None:
+        await conn._connect()
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        return (pymysql.err.Error, OSError)
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed)
+
+    def is_usable(self, conn: Any) -> bool:
+        return not conn.closed and not conn._reader.at_eof()
+
+
+class _Asyncmy(Driver):
+    name = "asyncmy"
+    _decoders_attr, _unicode_attr = "_decoders", "_use_unicode"
+
+    def connection_class(self) -> type:
+        return asyncmy_connection_class()
+
+    async def _connect(self, conn: Any) -> None:
+        await conn.connect()
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        import asyncmy.errors
+
+        return (asyncmy.errors.Error, OSError)
+
+    def connect_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        renames = {"db": "database", "cursorclass": "cursor_cls"}
+        return {renames.get(key, key): value for key, value in kwargs.items()}
+
+    def is_closed(self, conn: Any) -> bool:
+        return not conn.connected
+
+
+AIOMYSQL: Driver = _Aiomysql()
+ASYNCMY: Driver = _Asyncmy()
 
 
 def driver_of_pool(pool: object) -> Driver:
