@@ -105,15 +105,19 @@ def _date_at(
         return js_date(local_zone(), year, month, day, *clock)
     if timezone == "Z":
         return js_date(UTC, year, month, day, *clock)
-    if not _FIXED_OFFSET.fullmatch(timezone):
-        raise QueryError(f"unsupported timezone option {timezone!r}: use 'local', 'Z' or '+HH:MM'")
+    offset = _option_offset(timezone)
     if strict and not (1 <= month <= 12 and 1 <= day <= 31):
         return None
     wall = js_date(UTC, year, month, day, *clock)
-    if wall is None:
-        return None
+    return None if wall is None else wall - offset
+
+
+def _option_offset(timezone: str) -> timedelta:
+    """The offset a '+HH:MM' / '-HH:MM' timezone option names."""
+    if not _FIXED_OFFSET.fullmatch(timezone):
+        raise QueryError(f"unsupported timezone option {timezone!r}: use 'local', 'Z' or '+HH:MM'")
     sign = -1 if timezone[0] == "-" else 1
-    return wall - sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
+    return sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
 
 
 def _make_date(options: CastOptions) -> Converter:
@@ -138,10 +142,9 @@ def _fixed_offset(timezone: str) -> timedelta | None:
     """The wall-to-UTC offset when it never changes ('Z', '+HH:MM', a UTC local zone)."""
     if timezone == "Z" or (timezone == "local" and local_zone_name() in _UTC_NAMES):
         return timedelta()
-    if _FIXED_OFFSET.fullmatch(timezone):
-        sign = -1 if timezone[0] == "-" else 1
-        return sign * timedelta(hours=int(timezone[1:3]), minutes=int(timezone[4:6]))
-    return None
+    if timezone == "local":
+        return None
+    return _option_offset(timezone)
 
 
 def _make_datetime(options: CastOptions) -> Converter:
