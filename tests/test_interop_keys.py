@@ -156,6 +156,7 @@ def test_sql_dates_honour_timezone_option(timezone_option: str) -> None:
 JSON_VALUES: dict[str, Any] = {
     "numbers": [1.0, 1e-7, 0.00001, 1e21, 1e20, -0.0, 0.1, 123.456, 5e-324, 1.7976931348623157e308],
     "non-finite": [float("nan"), float("inf"), float("-inf")],
+    "integral-past-2**53": [2.0**63, 12345678901234567890.0, -(2.0**60), 9007199254740993.0],
     "strings": [NASTY, "\ud800 lone surrogate", "\x7f\x1f"],
     "nested": {"a": [1, {"b": None}], "c": True, "d": "x"},
     "bytes": b"\x00\x10\xff",

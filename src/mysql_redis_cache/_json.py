@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._errors import EncodeError
-from ._jsvalue import SmallFloat, iso_utc, js_number, to_instant
+from ._jsvalue import SmallFloat, iso_utc, js_number, js_number_value, to_instant
 
 # orjson reads integers past 64 bits (20+ digits) as floats where json reads them exactly.
 # Mapping digits to "0" and the rest to " " finds a 20-digit run with a C-speed
@@ -88,16 +88,15 @@ def _plain(value: object, small: str = _RAISE) -> object:
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        if value == int(value):
-            if abs(value) < 1e21:
-                return int(value)
-            return value  # repr() of these is '1e+21'-style, as in JS
-        if abs(value) < 1e-4:
+        # integral values become the ints JS prints; integral floats from 1e21 keep repr()'s
+        # '1e+21' layout, which is JS's too
+        number = js_number_value(value)
+        if isinstance(number, SmallFloat):
             if small == _RAISE:
                 raise _NeedsExactPath  # repr() switches to '1e-05' where JS writes 0.00001
-            if small == _WRAP:
-                return SmallFloat(value)
-        return value
+            if small == _KEEP:
+                return value
+        return number
     if isinstance(value, Mapping):
         return {_key(k): _plain(v, small) for k, v in value.items()}
     if isinstance(value, list | tuple):
