@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import random
@@ -29,7 +30,7 @@ from ._keys import build_checked_key, build_key
 from ._loopbound import Borrowed, LoopBound
 from ._mysql import Pool, driver_of_pool, pick_driver
 from ._redis import RedisConfig, RedisHolder
-from ._rows import CastOptions, shape
+from ._rows import shape
 from ._sql import format_query
 from ._stats import CacheStats
 
@@ -113,11 +114,7 @@ class MRCClient(AsyncClosing):
             self._driver = pick_driver(mysql_driver)
             self._pool = LoopBound(self._make_pool, _close_pool)
         self._mysql_settings = settings
-        self._cast = CastOptions(
-            timezone=settings.cast.timezone,
-            date_strings=settings.cast.date_strings,
-            normalize_numbers=normalize_numbers,
-        )
+        self._cast = dataclasses.replace(settings.cast, normalize_numbers=normalize_numbers)
         self.stats = CacheStats()
         self._redis = RedisHolder(
             redis_config,

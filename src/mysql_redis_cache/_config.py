@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -46,7 +46,6 @@ class MySQLSettings:
     pool_size: int
     cast: CastOptions
     multiple_statements: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _bool(text: str) -> bool:
