@@ -252,12 +252,13 @@ class MRCClient(AsyncClosing):
         json_shaped: bool,
     ) -> Any:
         key, unambiguous = build_checked_key(query, params, param_names)
-        _check_ttl(ttl)
+        if type(ttl) is not int or ttl <= 0:
+            _check_ttl(ttl)
         if not unambiguous:
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
-        flight = self._flight(key)
+        flight = self._flight(key) if self._in_flight else None
         if flight is None:
             cached = await self._read(key)
             if cached is not _MISSING:
@@ -364,13 +365,17 @@ class MRCClient(AsyncClosing):
         return fallback
 
     async def _read(self, key: str) -> Any:
-        if self._breaker.is_open:  # the hot path skips the coroutine _cache_op wraps
-            raw = await self._cache_op(self._redis.get(key), None)
-        else:
-            try:
-                raw = await self._redis.get(key)
-            except CacheError as exc:
-                raw = await self._cache_failed(exc, None)
+        """The decoded entry at `key`, or _MISSING (on a miss, or failing open)."""
+        if self._breaker.is_open:
+            return self._take(key, await self._cache_op(self._redis.get(key), None))
+        try:
+            raw = await self._redis.request(key)
+        except CacheError as exc:
+            raw = await self._cache_failed(exc, None)
+        return self._take(key, raw)
+
+    def _take(self, key: str, raw: bytes | None) -> Any:
+        """Decode and count what a read returned: the value, or _MISSING."""
         if raw:
             try:
                 value = decode(raw)

@@ -1,81 +1,120 @@
-"""Cache reads over one dedicated redis-py connection, coalescing concurrent GETs into MGET.
+"""Cache reads over one dedicated redis-py connection, coalesced into MGETs.
 
-A lone read goes out at once as a GET. Reads that arrive while one is in flight wait
-for it, then go out together as one MGET (duplicates asked once), and so on: under load
-every round trip carries the whole queue, and no request ever waits for a batch to fill.
+A read while the connection is idle goes out at once as a GET, from the caller's task.
+Reads that arrive while one is in flight queue (duplicates asked once) and go out
+together as one MGET when it returns. After a batch the next one is sent only once the
+callers its reply woke have run, so callers that wake together ride together instead of
+one going out alone and the rest waiting behind it. No read ever waits for a batch to
+fill.
+
 Using the connection directly skips the pool checkout, retry wrapper and release that
-redis-py's client does per command, most of its per-call cost.
+redis-py's client does per command, and a queued read is a bare future for the caller
+to await: together most of a cache hit's cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._stats import CacheStats
 
+type Waiters = dict[bytes, list[asyncio.Future[bytes | None]]]
+
 
 class CoalescingReader:
-    """GET/MGET through one connection of `client`'s pool, one request in flight.
+    """GET/MGET through one connection of `client`'s pool, one batch in flight.
 
-    Subclasses change how a GET and an MGET reach Redis (`_fetch_one`, `_fetch_many`).
+    `translate` turns a redis-py error into the error the callers receive. Subclasses
+    change how a GET and an MGET reach Redis (`_fetch_one`, `_fetch_many`).
     """
 
-    def __init__(self, client: Any, stats: CacheStats | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        translate: Callable[[BaseException], BaseException],
+        stats: CacheStats | None = None,
+    ) -> None:
         self._client = client
+        self._translate = translate
         self._stats = stats
         self._conn: Any = None
-        self._busy = False
-        self._queue: dict[bytes, list[asyncio.Future[bytes | None]]] = {}
-        self._batch_task: asyncio.Future[None] | None = None  # keeps the running MGET alive
-        self.batches = 0  # MGETs sent, for tests and stats
+        self._queue: Waiters = {}
+        self._pending = False  # a flush is scheduled or a batch is in flight
+        self._batch_task: asyncio.Task[None] | None = None  # keeps the running batch alive
+        self.batches = 0  # round trips made, for tests
 
-    async def get(self, key: bytes) -> bytes | None:
-        if self._busy:
-            future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-            self._queue.setdefault(key, []).append(future)
-            return await future
-        self._busy = True
+    def request(self, key: bytes) -> Awaitable[bytes | None]:
+        """Await it for the value of `key` (None when absent)."""
+        if not self._pending:
+            return self._lone(key)
+        future = asyncio.get_running_loop().create_future()
+        waiters = self._queue.get(key)
+        if waiters is None:
+            self._queue[key] = [future]
+        else:
+            waiters.append(future)
+        return future
+
+    async def _lone(self, key: bytes) -> bytes | None:
+        """A read while the connection is idle: sent at once, from the caller's own task."""
+        self._pending = True
         try:
             value = await self._fetch_one(key)
+        except Exception as exc:
+            error = self._translate(exc)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
-            self._busy = False
             if self._queue:
-                self._start_batch()
+                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                self._pending = False
+        self.batches += 1
         return value
 
-    def _start_batch(self) -> None:
-        self._busy = True
+    def _flush(self) -> None:
+        if not self._queue:
+            self._pending = False
+            return
         batch, self._queue = self._queue, {}
-        self._batch_task = asyncio.ensure_future(self._mget(batch))
+        self._batch_task = asyncio.get_running_loop().create_task(self._run(batch))
 
-    async def _mget(self, batch: dict[bytes, list[asyncio.Future[bytes | None]]]) -> None:
+    async def _run(self, batch: Waiters) -> None:
         keys = list(batch)
         try:
-            values = await self._fetch_many(keys)
+            if len(keys) == 1:
+                values = [await self._fetch_one(keys[0])]
+            else:
+                values = await self._fetch_many(keys)
         except BaseException as exc:
+            error = self._translate(exc) if isinstance(exc, Exception) else None
             for futures in batch.values():
                 for future in futures:
                     if future.done():
                         continue
-                    if isinstance(exc, asyncio.CancelledError):
+                    if error is None:
                         future.cancel()  # the loop is shutting down: so are its waiters
                     else:
-                        future.set_exception(exc)
-            if not isinstance(exc, Exception):
+                        future.set_exception(error)
+            if error is None:
                 raise
         else:
             self.batches += 1
             if self._stats is not None:
-                self._stats.coalesced += sum(len(futures) for futures in batch.values())
+                served = sum(len(futures) for futures in batch.values())
+                if served > 1:
+                    self._stats.coalesced += served
             for key, value in zip(keys, values, strict=True):
                 for future in batch[key]:
                     if not future.done():
                         future.set_result(value)
         finally:
-            self._busy = False
-            if self._queue:
-                self._start_batch()
+            # Not at once: first the callers just woken run, and those that read again
+            # ride in the next batch together instead of one of them going out alone.
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _fetch_one(self, key: bytes) -> bytes | None:
         value: bytes | None = await self._call("GET", key)

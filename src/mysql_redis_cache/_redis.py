@@ -42,16 +42,27 @@ _UNREACHABLE = (
 _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
 
 
+def translate(exc: BaseException, action: str = "GET") -> BaseException:
+    """redis-py's error (or a socket error) as CacheError or, when Redis cannot be reached
+    at all, CacheUnavailableError; any other exception as it is."""
+    error: CacheError
+    if isinstance(exc, _UNREACHABLE):
+        error = CacheUnavailableError(f"Redis {action} failed: {exc}")
+    elif isinstance(exc, redis.exceptions.RedisError):
+        error = CacheError(f"Redis {action} failed: {exc}")
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
+
+
 @contextmanager
 def redis_errors(action: str) -> Iterator[None]:
-    """Re-raise redis-py's errors (and socket errors) as CacheError or, when Redis cannot
-    be reached at all, CacheUnavailableError."""
+    """Re-raise redis-py's errors as `translate` gives them."""
     try:
         yield
-    except _UNREACHABLE as exc:
-        raise CacheUnavailableError(f"Redis {action} failed: {exc}") from exc
-    except redis.exceptions.RedisError as exc:
-        raise CacheError(f"Redis {action} failed: {exc}") from exc
+    except _FAILURES as exc:
+        raise translate(exc, action) from exc
 
 
 RedisConfig = Mapping[str, Any] | str | aioredis.Redis | aioredis.RedisCluster | None
@@ -104,12 +115,15 @@ class RedisHolder:
     def client(self) -> Any:
         return self._bound.get().client
 
+    def request(self, key: str) -> Awaitable[bytes | None]:
+        """Await it for the entry at `key`, read together with concurrent reads.
+
+        Awaiting it raises CacheError (or CacheUnavailableError) when the read fails.
+        """
+        return self._bound.get().reader.request(utf8(key))
+
     async def get(self, key: str) -> bytes | None:
-        try:  # not `with redis_errors()`: a generator context manager per hit costs too much
-            return await self._bound.get().reader.get(utf8(key))
-        except _FAILURES as exc:
-            with redis_errors("GET"):
-                raise exc
+        return await self.request(key)
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         with redis_errors("SET"):
@@ -231,8 +245,8 @@ def _handle_for(
     sentinel: Sentinel | None = None,
 ) -> _Handle:
     if isinstance(client, aioredis.RedisCluster):
-        return _Handle(client, ClusterReader(client, stats), sentinel)
-    return _Handle(client, CoalescingReader(client, stats), sentinel)
+        return _Handle(client, ClusterReader(client, translate, stats), sentinel)
+    return _Handle(client, CoalescingReader(client, translate, stats), sentinel)
 
 
 async def _release_reader(handle: _Handle) -> None:

@@ -1,0 +1,74 @@
+"""Concurrent cache reads share round trips to Redis; a lone read waits for none."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+
+from mysql_redis_cache import CacheError, MRCClient
+
+from ._redis_server import redis_server
+from .conftest import MYSQL_CONFIG
+
+Q = "SELECT ? AS n"
+
+
+def reader_batches(client: MRCClient) -> int:
+    batches: int = client._redis._bound.get().reader.batches
+    return batches
+
+
+async def test_callers_woken_together_read_together(client: MRCClient) -> None:
+    """64 workers reading in a loop cost about one round trip per round, not one per group."""
+    for n in range(64):
+        await client.write_to_cache(Q, [{"n": n}], [n], ["N"])
+    await client.read_from_cache(Q, [0], ["N"])  # open the read connection
+    before = reader_batches(client)
+    rounds = 20
+
+    async def worker(n: int) -> list[object]:
+        return [await client.read_from_cache(Q, [n], ["N"]) for _ in range(rounds)]
+
+    results = await asyncio.gather(*(worker(n) for n in range(64)))
+    assert [[[{"n": n}]] * rounds for n in range(64)] == results
+    round_trips = reader_batches(client) - before
+    assert round_trips <= rounds + 2  # the first read goes alone; the rest ride together
+    assert client.stats.coalesced >= 63 * rounds
+
+
+async def test_lone_reads_go_out_at_once(client: MRCClient) -> None:
+    """Sequential reads: one GET each, none waits for another caller or counts as coalesced."""
+    await client.write_to_cache(Q, [{"n": 1}], [1], ["N"])
+    before = reader_batches(client)
+    for _ in range(10):
+        assert [{"n": 1}] == await client.read_from_cache(Q, [1], ["N"])
+    assert 10 == reader_batches(client) - before
+    assert 0 == client.stats.coalesced
+
+
+async def test_duplicate_keys_in_a_batch_are_asked_once(
+    client: MRCClient, redis_sync: redis.Redis
+) -> None:
+    """Callers after the same key share its reply but get their own copy of the value."""
+    await client.write_to_cache(Q, [{"n": 7}], [7], ["N"])
+    await client.read_from_cache(Q, [7], ["N"])
+    values = await asyncio.gather(*(client.read_from_cache(Q, [7], ["N"]) for _ in range(50)))
+    assert all(v == [{"n": 7}] for v in values)
+    assert len({id(v) for v in values}) == 50
+
+
+@pytest.mark.parametrize("concurrent", [1, 20])
+async def test_failed_reads_raise_cache_errors(concurrent: int) -> None:
+    """A lone read and a batch that fail both reach every caller as CacheError."""
+    with redis_server() as server:
+        async with MRCClient(MYSQL_CONFIG, server.url, fail_open=False) as client:
+            await client.write_to_cache(Q, [1], [1], ["N"])
+            server.kill()
+            outcomes = await asyncio.gather(
+                *(client.read_from_cache(Q, [1], ["N"]) for _ in range(concurrent)),
+                return_exceptions=True,
+            )
+    assert len(outcomes) == concurrent
+    assert all(isinstance(o, CacheError) for o in outcomes), outcomes
