@@ -42,23 +42,42 @@ def build_checked_key(
     check_names(params, names)
     if not params:
         return query_hash(query), True
-    texts = [js_string(p) for p in params]
-    name_texts = [js_string(n) for n in names]
-    parts = [
-        f"{name}={texts[i] if i < len(texts) else 'undefined'}_"
-        for i, name in enumerate(name_texts)
-    ]
-    parts.append(query_hash(query))
+    parts = []
     unambiguous = True
-    for value, text in zip(params, texts, strict=True):
-        if (
-            isinstance(value, Mapping)
-            or (isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value))
-            or ("_" in text and any(f"_{name}=" in text for name in name_texts))
+    count = len(params)
+    for i, name in enumerate(names):
+        if type(name) is not str:
+            name = js_string(name)
+        if i >= count:
+            parts.append(f"{name}=undefined_")
+            continue
+        value = params[i]
+        kind = type(value)
+        # str and int first: they are nearly every param, and an int is never ambiguous
+        if kind is int:
+            parts.append(f"{name}={value}_")
+            continue
+        text = value if isinstance(value, str) and kind is str else js_string(value)
+        parts.append(f"{name}={text}_")
+        if unambiguous and (
+            ("_" in text and _shifts_a_name(text, names))
+            or (kind is not str and _hides_an_object(value))
         ):
             unambiguous = False
-            break
+    parts.append(query_hash(query))
     return "".join(parts), unambiguous
+
+
+def _hides_an_object(value: object) -> bool:
+    """Whether String(value) shows `[object Object]` for what may be any object."""
+    return isinstance(value, Mapping) or (
+        isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value)
+    )
+
+
+def _shifts_a_name(text: str, names: Sequence[str]) -> bool:
+    """Whether `text` holds `_<name>=` for one of the key's names."""
+    return any(f"_{js_string(name)}=" in text for name in names)
 
 
 def build_key(query: str, params: Sequence[object] | None, names: Sequence[str]) -> str:
