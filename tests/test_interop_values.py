@@ -27,6 +27,17 @@ EXPRESSIONS = (
     "CAST(9999999999.999998 AS DOUBLE) AS d16, CAST(-1234567.891011121 AS DOUBLE) AS d16n, "
     "CAST(0.1234567890123456 AS DOUBLE) AS d16s, CAST(123456789012345.67 AS DOUBLE) AS d17"
 )
+# Many rows per column: the whole-column casts, with NULLs, NULs and mixed numbers
+COLUMNS = (
+    "SELECT seq, seq / 8 AS dec_mixed, CAST(seq / 3 AS DOUBLE) AS dbl, CONCAT('v', seq) AS txt,"
+    " IF(seq % 5 = 0, NULL, seq * 1000) AS maybe, IF(seq % 7 = 0, CONCAT(seq), 'x') AS num_txt,"
+    " IF(seq % 9 = 0, CONCAT('a', CHAR(0 USING utf8mb4), seq), 'b') AS nul_txt,"
+    " CAST('2024-03-30' + INTERVAL seq HOUR AS DATETIME) AS dt,"
+    " CAST('2024-01-01 00:00:00.123' + INTERVAL seq MINUTE AS DATETIME(3)) AS dt3,"
+    " IF(seq % 4 = 0, NULL, CAST('2024-10-01' + INTERVAL seq DAY AS DATE)) AS da,"
+    " IF(seq % 50 = 0, 0.00001, seq / 4) AS small_dec, CAST(seq * 1e15 AS DOUBLE) AS big_dbl"
+    " FROM seq_1_to_300"
+)
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "utc": ("UTC", {}),
     "rome-local": ("Europe/Rome", {}),
@@ -52,7 +63,9 @@ def node_mysql(extra: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
-@pytest.mark.parametrize("query", [QUERY, EXPRESSIONS], ids=["table", "expressions"])
+@pytest.mark.parametrize(
+    "query", [QUERY, EXPRESSIONS, COLUMNS], ids=["table", "expressions", "columns"]
+)
 async def test_same_bytes_as_node(
     redis_sync: redis.Redis, local_tz: Any, config: tuple[str, dict[str, Any]], query: str
 ) -> None:

@@ -6,12 +6,14 @@ binary as `{"type": "Buffer", "data": [...]}`, numbers as JS numbers would print
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from calendar import monthrange
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from pymysql.constants import FIELD_TYPE
@@ -52,16 +54,19 @@ def _int(value: int | bytes) -> int | float:
 
 
 def _float(raw: bytes) -> int | float | None:
+    value = _parsed_float(raw)
+    if value != value or value in (_INF, -_INF):
+        return None  # JSON.stringify writes null
+    return js_number_value(value)
+
+
+def _parsed_float(raw: bytes) -> float:
     # mysql2 accumulates short numbers digit by digit; for up to 15 digits that is exactly
     # float(), beyond it can differ in the last bit, so the same arithmetic is replayed.
     digits = len(raw) - raw.count(b".") - raw.count(b"-") - raw.count(b"+")
     if digits <= 15 or len(raw) > 17 or b"e" in raw or b"E" in raw:
-        value = float(raw)
-    else:
-        value = _accumulated_float(raw.decode("ascii"))
-    if value != value or value in (_INF, -_INF):
-        return None  # JSON.stringify writes null
-    return js_number_value(value)
+        return float(raw)
+    return _accumulated_float(raw.decode("ascii"))
 
 
 def _accumulated_float(text: str) -> float:
@@ -243,8 +248,9 @@ def _wants_string(type_name: str, date_strings: bool | tuple[str, ...]) -> bool:
     return type_name in date_strings
 
 
-# Converters whose results are never strings: the normalizer can skip their columns.
-_NEVER_STRINGS: frozenset[Converter] = frozenset({_int, _float, _buffer, _decimal_number})
+# Converters that can return numeric-looking strings: the normalizer skips other columns
+# (numbers, buffers, ISO dates).
+_MAY_LOOK_NUMERIC: frozenset[Converter] = frozenset({_text, _json_column})
 
 
 def converter_for(field: Any, options: CastOptions) -> Converter:
@@ -288,15 +294,130 @@ def _normalized(value: Any) -> Any:
     return value
 
 
+# -- whole columns --------------------------------------------------------------------
+# The same results as the converters above, from list operations that run in C: a
+# 10k-row miss otherwise spends most of its time in per-value Python calls. Each
+# returns None when some value needs the per-value path, and raises TypeError on a NULL.
+
+Bulk = Callable[[Sequence[Any]], Sequence[Any] | None]
+_DAY = itemgetter(slice(0, 10))
+_ISO_TAILS = {10: b"T00:00:00.000Z", 19: b".000Z", 23: b"Z"}  # DATE, DATETIME, DATETIME(3)
+_NUMERIC_AFTER_NUL = re.compile(rb"\x00[-0-9]")
+
+
+def _ints_bulk(column: Sequence[int]) -> Sequence[int] | None:
+    if -_MAX_SAFE_INT <= min(column) and max(column) <= _MAX_SAFE_INT:
+        return column
+    return None
+
+
+def _js_numbers(values: list[float]) -> list[int | float] | None:
+    """js_number_value over a column of floats."""
+    magnitudes = list(map(abs, values))
+    total = sum(magnitudes)
+    if total != total or max(magnitudes) >= _MAX_SAFE_INT:  # NaN, or beyond exact ints
+        return None
+    if min(magnitudes) < 1e-4 and any(0 < m < 1e-4 for m in magnitudes):
+        return None  # SmallFloat values
+    integral = list(map(float.is_integer, values))
+    if not any(integral):
+        return values
+    return [int(v) if whole else v for v, whole in zip(values, integral, strict=True)]
+
+
+def _doubles_bulk(column: Sequence[bytes]) -> list[int | float] | None:
+    values = list(map(float, column))
+    lengths = list(map(len, column))
+    if 16 in lengths or 17 in lengths:  # 16 or 17 digits: mysql2's own arithmetic
+        for i, length in enumerate(lengths):
+            if length in (16, 17):
+                values[i] = _parsed_float(column[i])
+    return _js_numbers(values)
+
+
+def _decimals_bulk(column: Sequence[bytes]) -> list[int | float] | None:
+    return _js_numbers(list(map(float, column)))
+
+
+def _texts_bulk(column: Sequence[bytes], normalize: bool) -> list[Any] | None:
+    joined = b"\x00".join(column)
+    if joined.count(b"\x00") != len(column) - 1:
+        return None  # a value holds NUL itself
+    texts: list[Any] = joined.decode("utf-8", "replace").split("\x00")
+    if len(texts) != len(column):  # pragma: no cover - a replacement never eats a NUL
+        return None
+    if normalize and _NUMERIC_AFTER_NUL.search(b"\x00" + joined):
+        return [_normalized(text) for text in texts]
+    return texts
+
+
+def _iso_bulk(column: Sequence[bytes]) -> list[str] | None:
+    """DATE / DATETIME text as ISO instants, when wall time is UTC (offset zero)."""
+    lengths = set(map(len, column))
+    tail = _ISO_TAILS.get(lengths.pop()) if len(lengths) == 1 else None
+    if tail is None or not all(map(_plain_day, set(map(_DAY, column)))):
+        return None
+    iso = (tail + b"\x00").join(column) + tail
+    return iso.replace(b" ", b"T").decode("ascii").split("\x00")
+
+
+def _plain_day(day: bytes) -> bool:
+    """A real calendar day from year 100 on: one the per-value path keeps as it is."""
+    year, month, dom = int(day[0:4]), int(day[5:7]), int(day[8:10])
+    return year >= 100 and 1 <= month <= 12 and 1 <= dom <= monthrange(year, month)[1]
+
+
+def _bulk_for(convert: Converter, code: int, options: CastOptions) -> Bulk | None:
+    if convert is _int:
+        return _ints_bulk
+    if convert is _float:
+        return _doubles_bulk
+    if convert is _decimal_number:
+        return _decimals_bulk
+    if convert is _text:
+        return functools.partial(_texts_bulk, normalize=options.normalize_numbers)
+    dated = code in (FIELD_TYPE.DATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP)
+    if dated and _fixed_offset(options.timezone) == timedelta():
+        return _iso_bulk
+    return None
+
+
 def _column_order(names: Sequence[str]) -> list[str]:
     unique = list(dict.fromkeys(names))
     return list(_ordered_pairs([(n, None) for n in unique]))
 
 
-def _cast_column(column: Sequence[bytes | None], convert: Converter, normalize: bool) -> list[Any]:
-    if normalize and convert not in _NEVER_STRINGS:
+def _cast_column(
+    column: Sequence[Any], convert: Converter, bulk: Bulk | None, normalize: bool
+) -> Sequence[Any]:
+    if bulk is not None:
+        cast = _bulk_cast(column, bulk)
+        if cast is not None:
+            return cast
+    if normalize:
         return [None if raw is None else _normalized(convert(raw)) for raw in column]
     return [None if raw is None else convert(raw) for raw in column]
+
+
+def _bulk_cast(column: Sequence[Any], bulk: Bulk) -> Sequence[Any] | None:
+    """`bulk` over the column, NULLs kept in place; None when it must be cast one by one."""
+    try:
+        return bulk(column)
+    except TypeError:  # a NULL (None) among the values
+        pass
+    present = [raw for raw in column if raw is not None]
+    if len(present) == len(column):
+        return None
+    if not present:
+        return list(column)
+    try:
+        cast = bulk(present)
+    except TypeError:
+        return None
+    if cast is None:
+        return None
+    values = iter(cast)
+    return [None if raw is None else next(values) for raw in column]
 
 
 def rows_from(result: RawResult, options: CastOptions) -> list[dict[str, Any]]:
@@ -304,10 +425,14 @@ def rows_from(result: RawResult, options: CastOptions) -> list[dict[str, Any]]:
     if not result.rows:
         return []
     names = [field.name for field in result.fields]
-    columns = [
-        _cast_column(column, converter_for(field, options), options.normalize_numbers)
-        for field, column in zip(result.fields, zip(*result.rows, strict=True), strict=True)
-    ]
+    normalize = options.normalize_numbers
+    columns = []
+    for field, column in zip(result.fields, zip(*result.rows, strict=True), strict=True):
+        convert = converter_for(field, options)
+        bulk = _bulk_for(convert, field.type_code, options)
+        columns.append(
+            _cast_column(column, convert, bulk, normalize and convert in _MAY_LOOK_NUMERIC)
+        )
     order = _column_order(names)
     if order == names:
         return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
