@@ -78,6 +78,13 @@ class MRCClient(AsyncClosing):
         lock_timeout: None (default) for no cross-process lock. Seconds: on a miss, hold
             `<key>:lock` (SET NX PX) while computing; other processes poll the entry for
             up to this long, then compute it themselves.
+        local_cache: None (default) for none. Bytes: keep up to this much of the entries
+            read in process, and answer hits from there without a round trip. Redis
+            reports every change to them (CLIENT TRACKING, Redis 6+), so an entry written
+            or deleted elsewhere (by Node, MRCServer, expiry) is dropped as soon as the
+            report arrives; if that channel breaks, the local cache is emptied. Not for
+            Redis Cluster.
+        local_cache_ttl: the longest an entry stays in the local cache, in seconds.
 
     Connections open on first use; `async with` (or `close()`) closes both.
     """
@@ -93,11 +100,16 @@ class MRCClient(AsyncClosing):
         breaker_cooldown: float = 1.0,
         lock_timeout: float | None = None,
         mysql_driver: str = "auto",
+        local_cache: int | None = None,
+        local_cache_ttl: float = 60.0,
     ) -> None:
+        if local_cache is not None and (type(local_cache) is not int or local_cache <= 0):
+            raise ConfigError(f"local_cache must be a positive int of bytes, got {local_cache!r}")
         for name, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
             ("lock_timeout", lock_timeout),
+            ("local_cache_ttl", local_cache_ttl),
         ):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
@@ -124,10 +136,12 @@ class MRCClient(AsyncClosing):
                 "retry": Retry(NoBackoff(), 0),
             },
             self.stats,
+            None if local_cache is None else (local_cache, local_cache_ttl),
         )
         self._fail_open = fail_open
         self._breaker = Breaker(breaker_cooldown)
         self._lock_timeout = lock_timeout
+        self._local_cache = local_cache is not None
         self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
 
     # -- MySQL ---------------------------------------------------------------------------
@@ -260,6 +274,10 @@ class MRCClient(AsyncClosing):
             return await self._compute(fn, json_shaped)
         flight = self._flight(key) if self._in_flight else None
         if flight is None:
+            if self._local_cache:  # first, and without awaiting: the fastest hit there is
+                cached = self._local(key)
+                if cached is not _MISSING:
+                    return cached
             cached = await self._read(key)
             if cached is not _MISSING:
                 return cached
@@ -366,12 +384,24 @@ class MRCClient(AsyncClosing):
 
     async def _read(self, key: str) -> Any:
         """The decoded entry at `key`, or _MISSING (on a miss, or failing open)."""
+        if self._local_cache:
+            local = self._local(key)
+            if local is not _MISSING:
+                return local
         if self._breaker.is_open:
             return self._take(key, await self._cache_op(self._redis.get(key), None))
         try:
             raw = await self._redis.request(key)
         except CacheError as exc:
             raw = await self._cache_failed(exc, None)
+        return self._take(key, raw)
+
+    def _local(self, key: str) -> Any:
+        """The decoded entry at `key` from the local cache, or _MISSING."""
+        raw = self._redis.local(key)
+        if raw is None:
+            return _MISSING
+        self.stats.local_hits += 1
         return self._take(key, raw)
 
     def _take(self, key: str, raw: bytes | None) -> Any:

@@ -39,12 +39,13 @@ def build_checked_key(
     holds, and a value containing `_Other=` can shift where the next param seems to start.
     Names past the params read as `undefined`, as in Node.
     """
-    check_names(params, names)
     if not params:
         return query_hash(query), True
+    count = len(params)
+    if count > len(names):
+        check_names(params, names)  # raises
     parts = []
     unambiguous = True
-    count = len(params)
     for i, name in enumerate(names):
         if type(name) is not str:
             name = js_string(name)

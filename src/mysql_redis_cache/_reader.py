@@ -15,10 +15,18 @@ to await: together most of a cache hit's cost.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.exceptions
+
+from ._local import LocalCache
 from ._stats import CacheStats
+
+logger = logging.getLogger("mysql_redis_cache")
+
+INVALIDATE_CHANNEL = b"__redis__:invalidate"
 
 type Waiters = dict[bytes, list[asyncio.Future[bytes | None]]]
 
@@ -35,10 +43,14 @@ class CoalescingReader:
         client: Any,
         translate: Callable[[BaseException], BaseException],
         stats: CacheStats | None = None,
+        local: LocalCache | None = None,
     ) -> None:
         self._client = client
         self._translate = translate
         self._stats = stats
+        self.local = local  # filled from this connection's reads, emptied by its listener
+        self._listener: asyncio.Task[None] | None = None
+        self._listener_id = 0
         self._conn: Any = None
         self._queue: Waiters = {}
         self._pending = False  # a flush is scheduled or a batch is in flight
@@ -60,8 +72,13 @@ class CoalescingReader:
     async def _lone(self, key: bytes) -> bytes | None:
         """A read while the connection is idle: sent at once, from the caller's own task."""
         self._pending = True
+        local = self.local
+        if local is not None:
+            local.begin_read()
         try:
             value = await self._fetch_one(key)
+            if local is not None:
+                local.end_read([key], [value])
         except Exception as exc:
             error = self._translate(exc)
             if error is exc:
@@ -84,11 +101,16 @@ class CoalescingReader:
 
     async def _run(self, batch: Waiters) -> None:
         keys = list(batch)
+        local = self.local
+        if local is not None:
+            local.begin_read()
         try:
             if len(keys) == 1:
                 values = [await self._fetch_one(keys[0])]
             else:
                 values = await self._fetch_many(keys)
+            if local is not None:
+                local.end_read(keys, values)
         except BaseException as exc:
             error = self._translate(exc) if isinstance(exc, Exception) else None
             for futures in batch.values():
@@ -130,13 +152,67 @@ class CoalescingReader:
             self._conn = await pool.get_connection()
         conn = self._conn
         try:
+            if self.local is not None and not self.local.active:
+                await self._track(conn)
             await conn.send_command(*args)
             return await conn.read_response()
         except BaseException:
             # a reply may be left unread (a cancellation, a timeout): never reuse it
             self._conn = None
+            if self.local is not None:
+                self.local.deactivate()  # its tracking ends with the connection
             await asyncio.shield(self._drop(conn))
             raise
+
+    async def _track(self, conn: Any) -> None:
+        """Have Redis report changes to keys read on `conn`, then use the local cache."""
+        assert self.local is not None
+        listener_id = await self._listen()
+        await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id)
+        try:
+            await conn.read_response()
+        except redis.exceptions.ResponseError as exc:  # before Redis 6, or refused
+            logger.warning("local cache off: Redis refused CLIENT TRACKING: %s", exc)
+            self.local = None
+            return
+        self.local.active = True
+
+    async def _listen(self) -> int:
+        """The client id of the connection receiving invalidations, started if need be."""
+        if self._listener is not None and not self._listener.done():
+            return self._listener_id
+        pool = self._client.connection_pool
+        # RESP2, where published messages are plain replies to read (RESP3 would make them
+        # pushes that redis-py hands elsewhere), and no timeout: it waits for messages.
+        conn = pool.connection_class(
+            **{**pool.connection_kwargs, "protocol": 2, "socket_timeout": None}
+        )
+        try:
+            await conn.connect()
+            await conn.send_command("CLIENT", "ID")
+            listener_id = int(await conn.read_response())
+            await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+            await conn.read_response()
+        except BaseException:
+            await conn.disconnect()
+            raise
+        self._listener_id = listener_id
+        self._listener = asyncio.get_running_loop().create_task(self._receive(conn))
+        return listener_id
+
+    async def _receive(self, conn: Any) -> None:
+        local = self.local
+        assert local is not None
+        try:
+            while True:
+                message = await conn.read_response()
+                if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
+                    local.invalidate(message[2])
+        except Exception as exc:
+            logger.debug("invalidation listener stopped: %s", exc)
+        finally:
+            local.deactivate()
+            await conn.disconnect()
 
     async def _drop(self, conn: Any) -> None:
         await conn.disconnect()
@@ -144,8 +220,15 @@ class CoalescingReader:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
         if conn is not None:
-            await self._client.connection_pool.release(conn)
+            if self.local is not None:
+                await self._drop(conn)  # it is still tracked: no other use may inherit it
+            else:
+                await self._client.connection_pool.release(conn)
 
 
 class ClusterReader(CoalescingReader):

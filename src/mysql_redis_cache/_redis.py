@@ -14,8 +14,9 @@ import redis.exceptions
 from redis.asyncio.sentinel import Sentinel
 
 from ._config import parse_redis_config
-from ._errors import CacheError, CacheUnavailableError
+from ._errors import CacheError, CacheUnavailableError, ConfigError
 from ._jsvalue import utf8
+from ._local import LocalCache
 from ._loopbound import Borrowed, LoopBound
 from ._reader import ClusterReader, CoalescingReader
 from ._stats import CacheStats
@@ -77,11 +78,14 @@ class RedisHolder:
         config: RedisConfig,
         defaults: Mapping[str, Any] | None = None,
         stats: CacheStats | None = None,
+        local_cache: tuple[int, float] | None = None,
     ) -> None:
         self._bound: LoopBound[_Handle] | Borrowed[_Handle]
         self._stats = stats
+        self._local_cache = local_cache
         if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
-            self._bound = Borrowed(_handle_for(config, stats), _release_reader)
+            self._check_local_cache(isinstance(config, aioredis.RedisCluster))
+            self._bound = Borrowed(self._handle_for(config), _release_reader)
             return
         self._url, self._options = parse_redis_config(config)
         self._cluster = bool(self._options.pop("cluster", False))
@@ -90,7 +94,15 @@ class RedisHolder:
             if name == "retry" and self._cluster:
                 continue  # RedisCluster retries per node: its own settings apply
             self._options.setdefault(name, value)  # the user's settings (and URL) win
+        self._check_local_cache(self._cluster)
         self._bound = LoopBound(self._make, _close_handle)
+
+    def _check_local_cache(self, cluster: bool) -> None:
+        if self._local_cache is not None and cluster:
+            raise ConfigError(
+                "local_cache needs one Redis server (or Sentinel): Redis Cluster tracks "
+                "keys per node"
+            )
 
     def _make(self) -> _Handle:
         client: aioredis.Redis | aioredis.RedisCluster
@@ -100,7 +112,7 @@ class RedisHolder:
                 sentinel.pop("sentinels"), **sentinel.pop("sentinel_kwargs", {})
             )
             client = manager.master_for(sentinel.pop("service_name"), **self._options, **sentinel)
-            return _handle_for(client, self._stats, manager)
+            return self._handle_for(client, manager)
         elif self._cluster:
             if self._url is not None:
                 client = aioredis.RedisCluster.from_url(self._url, **self._options)
@@ -110,7 +122,15 @@ class RedisHolder:
             client = aioredis.Redis.from_url(self._url, **self._options)
         else:
             client = aioredis.Redis(**self._options)
-        return _handle_for(client, self._stats)
+        return self._handle_for(client)
+
+    def _handle_for(
+        self, client: aioredis.Redis | aioredis.RedisCluster, sentinel: Sentinel | None = None
+    ) -> _Handle:
+        if isinstance(client, aioredis.RedisCluster):
+            return _Handle(client, ClusterReader(client, translate, self._stats), sentinel)
+        local = None if self._local_cache is None else LocalCache(*self._local_cache)
+        return _Handle(client, CoalescingReader(client, translate, self._stats, local), sentinel)
 
     def client(self) -> Any:
         return self._bound.get().client
@@ -125,7 +145,20 @@ class RedisHolder:
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)
 
+    def local(self, key: str) -> bytes | None:
+        """The entry at `key` from the local cache, if it is on and holds it."""
+        local = self._bound.get().reader.local
+        if local is None or not local.active:
+            return None
+        try:
+            return local.get(key.encode())
+        except UnicodeEncodeError:
+            return local.get(utf8(key))
+
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
+        local = self._bound.get().reader.local
+        if local is not None:
+            local.invalidate([utf8(key)])  # our own writes are seen at once
         with redis_errors("SET"):
             await self.client().set(utf8(key), payload, ex=expiry)
 
@@ -237,16 +270,6 @@ class _Handle:
     client: Any  # aioredis.Redis or aioredis.RedisCluster
     reader: CoalescingReader
     sentinel: Sentinel | None = None  # its connections to the sentinels close with us
-
-
-def _handle_for(
-    client: aioredis.Redis | aioredis.RedisCluster,
-    stats: CacheStats | None,
-    sentinel: Sentinel | None = None,
-) -> _Handle:
-    if isinstance(client, aioredis.RedisCluster):
-        return _Handle(client, ClusterReader(client, translate, stats), sentinel)
-    return _Handle(client, CoalescingReader(client, translate, stats), sentinel)
 
 
 async def _release_reader(handle: _Handle) -> None:

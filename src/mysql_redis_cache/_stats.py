@@ -9,18 +9,20 @@ from dataclasses import asdict, dataclass
 class CacheStats:
     """What an MRCClient has done since it was made (or since `reset()`).
 
-    hits / misses: lookups answered from Redis / not found there.
+    hits / misses: lookups answered from the cache / not found there.
+    local_hits: the hits answered by the local cache, without a Redis round trip.
     errors: Redis calls that failed (the call was served without the cache, or raised).
     skipped: Redis calls not attempted because the circuit breaker was open.
     bypasses: calls run uncached because their params could build another call's key.
     joins: calls that shared another in-flight call's execution (single-flight).
-    coalesced: reads that went to Redis inside a batched MGET with other callers' reads.
+    coalesced: reads that shared a round trip to Redis with other callers' reads.
     corrupt: entries that were not JSON, treated as misses and overwritten.
     lock_waits: calls that waited on another process's lock and got its result.
     """
 
     hits: int = 0
     misses: int = 0
+    local_hits: int = 0
     errors: int = 0
     skipped: int = 0
     bypasses: int = 0

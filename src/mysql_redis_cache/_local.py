@@ -1,0 +1,96 @@
+"""The local cache: entries kept in process while Redis promises to report their changes.
+
+Redis's server-assisted client-side caching (CLIENT TRACKING ... REDIRECT) remembers
+which keys the read connection fetched and, when one of them is written, deleted or
+expires, publishes its name on `__redis__:invalidate` to a listener connection. Entries
+live here only while both connections are up: when either drops, everything is cleared.
+
+An invalidation can overtake the reply to the read it concerns (they travel on two
+connections), so keys invalidated while a read is in flight are not stored from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+
+class LocalCache:
+    """Entries by key, least recently used evicted past `max_bytes`, none older than `max_age`."""
+
+    def __init__(self, max_bytes: int, max_age: float) -> None:
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.active = False  # tracking is on and its listener runs: entries may be used
+        self._entries: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
+        self._size = 0
+        self._in_flight: set[bytes] | None = None  # invalidated during the read in flight
+        self._all_in_flight = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Bytes held."""
+        return self._size
+
+    def get(self, key: bytes) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] < time.monotonic():
+            self._discard(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def begin_read(self) -> None:
+        """A read of Redis starts: remember what is invalidated until `end_read`."""
+        self._in_flight = set()
+        self._all_in_flight = False
+
+    def end_read(self, keys: list[bytes], values: list[bytes | None]) -> None:
+        """Keep what the read returned, except keys invalidated while it was in flight."""
+        dirty, self._in_flight = self._in_flight, None
+        if not self.active or self._all_in_flight or dirty is None:
+            return
+        deadline = time.monotonic() + self.max_age
+        limit = self.max_bytes // 4  # one entry never pushes out most of the others
+        for key, value in zip(keys, values, strict=True):
+            if value and len(value) <= limit and key not in dirty:
+                self._store(key, value, deadline)
+
+    def invalidate(self, keys: list[bytes] | None) -> None:
+        """Drop `keys` (None: every key, as Redis says after a FLUSHDB)."""
+        if keys is None:
+            self.clear()
+            self._all_in_flight = True
+            return
+        for key in keys:
+            self._discard(key)
+        if self._in_flight is not None:
+            self._in_flight.update(keys)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._size = 0
+
+    def deactivate(self) -> None:
+        """Redis no longer reports changes: forget everything and store nothing new."""
+        self.active = False
+        self.clear()
+        self._all_in_flight = True
+
+    def _store(self, key: bytes, value: bytes, deadline: float) -> None:
+        self._discard(key)
+        self._entries[key] = (value, deadline)
+        self._size += len(value)
+        while self._size > self.max_bytes:
+            _, (evicted, _) = self._entries.popitem(last=False)
+            self._size -= len(evicted)
+
+    def _discard(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._size -= len(entry[0])
