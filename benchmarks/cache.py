@@ -3,8 +3,9 @@
     uv run python -m benchmarks.cache [--repeat 5]
 
 Both libraries run against the same MariaDB and Redis in one run; Node is timed inside
-Node. Floors: redis-py GET + json.loads for hits, a plain aiomysql fetch for misses.
-Prints the median of each scenario and the ratios.
+Node. Hits are measured twice: with the default client, and with `local_cache` on
+(hits answered in process). Floors: redis-py GET + json.loads for hits, a plain fetch
+with the same driver for misses. Prints the median of each scenario and the ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ REDIS_URL = "redis://127.0.0.1:6379/10"
 ONE_ROW = ("SELECT * FROM mrc_bench WHERE id = ?", [1], ["Id"])
 HUNDRED_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [100], ["MaxId"])
 TEN_K_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [10_000], ["MaxId"])
+LOCAL_CACHE = 64 * 2**20  # bytes, for the client with the local cache on
 
 
 def scenarios(ops: int) -> list[dict[str, Any]]:
@@ -76,11 +78,10 @@ async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
     query, params, names = scenario["query"], scenario["params"], scenario["names"]
     if scenario["kind"] == "hits":
         await client.query_with_cache(query, params, names)
-
-        async def one() -> object:
-            return await client.query_with_cache(query, params, names)
-
-        return await ops_per_second(one, scenario["ops"], scenario["concurrency"])
+        return await ops_per_second(
+            client.query_with_cache, (query, params, names), scenario["ops"],
+            scenario["concurrency"],
+        )  # fmt: skip
     if scenario["kind"] == "miss":
         await client._redis.client().delete(client.get_key_from_query(query, params, names))
         start = time.perf_counter()
@@ -99,10 +100,14 @@ async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
     return runs
 
 
-async def ops_per_second(fn: Callable[[], Awaitable[object]], ops: int, concurrency: int) -> float:
+async def ops_per_second(
+    fn: Callable[..., Awaitable[object]], args: tuple[Any, ...], ops: int, concurrency: int
+) -> float:
+    """Calls of fn(*args) a second, from `concurrency` workers (as bench.js does for Node)."""
+
     async def worker() -> None:
         for _ in range(ops // concurrency):
-            await fn()
+            await fn(*args)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -119,7 +124,7 @@ async def floors(scenario: dict[str, Any], client: MRCClient) -> float | None:
         async def one() -> object:
             return json.loads(await raw.get(key))  # type: ignore[arg-type]
 
-        result = await ops_per_second(one, scenario["ops"], scenario["concurrency"])
+        result = await ops_per_second(one, (), scenario["ops"], scenario["concurrency"])
         await raw.aclose()
         return result
     if scenario["kind"] == "miss":
@@ -189,6 +194,7 @@ async def main_async(repeat: int, ops: int) -> None:
     specs = scenarios(ops)
     node = run_node(repeat, specs)
     ours: dict[str, list[float]] = {}
+    local: dict[str, list[float]] = {}
     floor: dict[str, list[float]] = {}
     async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
         await client.query_with_cache("SELECT 1")  # connect before timing
@@ -197,23 +203,32 @@ async def main_async(repeat: int, ops: int) -> None:
             values = [await floors(spec, client) for _ in range(repeat)]
             floor[spec["name"]] = [v for v in values if v is not None]
         peak, kept, encoded = await miss_memory(client)
-    print(f"MySQL driver: {client.get_mysql_pool().driver.name}; JSON: "
-          f"{'orjson' if _orjson() else 'stdlib'}")  # fmt: skip
-    print(f"{'scenario':<40} {'ours':>14} {'Node 4.1.0':>14} {'raw floor':>14} "
-          f"{'ours vs Node':>13} {'ours vs floor':>14}")  # fmt: skip
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, local_cache=LOCAL_CACHE) as client:
+        for spec in specs:
+            if spec["kind"] == "hits":  # 10x the calls: each takes a few microseconds
+                longer = {**spec, "ops": spec["ops"] * 10}
+                local[spec["name"]] = [await run_python(longer, client) for _ in range(repeat)]
+    json_name = "orjson" if _orjson() else "stdlib"
+    print(f"MySQL driver: {client.get_mysql_pool().driver.name}; JSON: {json_name}; "
+          f"local cache: {LOCAL_CACHE >> 20} MiB")  # fmt: skip
+    print(f"{'scenario':<38} {'ours':>13} {'ours, local':>13} {'Node 4.1.0':>13} "
+          f"{'raw floor':>13} {'ours/Node':>10} {'local/Node':>10} {'ours/floor':>10}")  # fmt: skip
     for spec in specs:
         name, kind = spec["name"], spec["kind"]
         o, n = statistics.median(ours[name]), statistics.median(node[name])
         f = statistics.median(floor[name]) if floor[name] else None
+        loc = statistics.median(local[name]) if name in local else None
+        vs_local = "-"
         if kind == "hits":
             vs_node, vs_floor = f"{o / n:.2f}x", f"{o / f:.2f}x" if f else "-"
+            vs_local = f"{loc / n:.2f}x" if loc else "-"
         elif kind == "miss":
             vs_node = f"{o / n:.2f}x time"
             vs_floor = f"{o / f:.2f}x time" if f else "-"
         else:
             vs_node = vs_floor = "-"
-        print(f"{name:<40} {fmt(kind, o):>14} {fmt(kind, n):>14} {fmt(kind, f):>14} "
-              f"{vs_node:>13} {vs_floor:>14}")  # fmt: skip
+        print(f"{name:<38} {fmt(kind, o):>13} {fmt(kind, loc):>13} {fmt(kind, n):>13} "
+              f"{fmt(kind, f):>13} {vs_node:>10} {vs_local:>10} {vs_floor:>10}")  # fmt: skip
     print(
         f"10k-row miss memory: peak {peak / 1e6:.1f} MB traced, {kept / 1e6:.1f} MB kept in the "
         f"result, encoded value {encoded / 1e6:.2f} MB; peak beyond the result = "
