@@ -266,18 +266,13 @@ class MRCClient(AsyncClosing):
         json_shaped: bool,
     ) -> Any:
         key, unambiguous = build_checked_key(query, params, param_names)
-        if type(ttl) is not int or ttl <= 0:
-            _check_ttl(ttl)
+        _check_ttl(ttl)
         if not unambiguous:
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
         flight = self._flight(key) if self._in_flight else None
         if flight is None:
-            if self._local_cache:  # first, and without awaiting: the fastest hit there is
-                cached = self._local(key)
-                if cached is not _MISSING:
-                    return cached
             cached = await self._read(key)
             if cached is not _MISSING:
                 return cached
