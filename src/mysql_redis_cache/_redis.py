@@ -150,10 +150,7 @@ class RedisHolder:
         local = self._bound.get().reader.local
         if local is None or not local.active:
             return None
-        try:
-            return local.get(key.encode())
-        except UnicodeEncodeError:
-            return local.get(utf8(key))
+        return local.get(utf8(key))
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         local = self._bound.get().reader.local
