@@ -37,6 +37,15 @@ class RedisProcess:
         )  # fmt: skip
         _wait_for_port(self.port)
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing is answered (a hung server)."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL, as a crash: no goodbye to the clients."""
         if self._proc is not None:

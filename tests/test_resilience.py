@@ -106,6 +106,62 @@ async def test_kill_and_restart_under_load(
     assert connections <= 2  # the dedicated read connection and one pooled for writes
 
 
+async def test_hung_redis_times_out(private_redis: RedisProcess) -> None:
+    """Reads from a Redis that stops answering fail after redis_timeout, lone and batched."""
+    async with MRCClient(
+        MYSQL_CONFIG, private_redis.url, fail_open=False, redis_timeout=0.2, breaker_cooldown=0.1
+    ) as client:
+        await client.write_to_cache("hang", [1])
+        assert [1] == await client.read_from_cache("hang")
+        private_redis.pause()
+        try:
+            reads = (client.read_from_cache("hang", [n], ["N"]) for n in range(20))
+            results = await asyncio.wait_for(
+                asyncio.gather(*reads, return_exceptions=True), timeout=10
+            )
+        finally:
+            private_redis.resume()
+        assert all(isinstance(result, CacheUnavailableError) for result in results), results
+        assert "did not answer within 0.2 s" in str(results[0])
+        await asyncio.sleep(0.15)  # the breaker's cool-down
+        assert [1] == await client.read_from_cache("hang")
+
+
+async def test_steady_reads_never_time_out(private_redis: RedisProcess) -> None:
+    """The one timer checking reads re-arms across many timeouts' worth of traffic and idling."""
+    async with MRCClient(
+        MYSQL_CONFIG, private_redis.url, fail_open=False, redis_timeout=0.05
+    ) as client:
+        await client.write_to_cache("steady", [1])
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        reads = 0
+        while loop.time() - start < 0.4:
+            assert [1] == await client.read_from_cache("steady")
+            reads += 1
+        await asyncio.sleep(0.2)  # idle past the timer
+        results = await asyncio.gather(*(client.read_from_cache("steady") for _ in range(10)))
+    assert [[1]] * 10 == results
+    assert reads > 100
+    assert 0 == client.stats.errors
+
+
+async def test_caller_cancel_stays_a_cancel(private_redis: RedisProcess) -> None:
+    """A caller's own timeout on a hung read is the caller's: no CacheError, no error counted."""
+    async with MRCClient(
+        MYSQL_CONFIG, private_redis.url, fail_open=False, redis_timeout=5
+    ) as client:
+        assert None is await client.read_from_cache("cancelled")
+        private_redis.pause()
+        try:
+            with pytest.raises(TimeoutError):  # asyncio's, from wait_for
+                await asyncio.wait_for(client.read_from_cache("cancelled"), 0.1)
+        finally:
+            private_redis.resume()
+        assert None is await client.read_from_cache("cancelled")  # on a new connection
+    assert 0 == client.stats.errors
+
+
 async def test_stampede_runs_once(client: MRCClient, redis_sync: redis.Redis) -> None:
     """100 concurrent callers on a cold key share one execution."""
     runs = 0
