@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,7 +17,9 @@ from mysql_redis_cache import (
     MRCClient,
     QueryError,
 )
+from mysql_redis_cache._json import decode
 
+from ._tables import create_all_types
 from .conftest import MYSQL_CONFIG, REDIS_URL
 
 
@@ -29,6 +32,31 @@ async def test_query_with_cache_hits_second_time(
     redis_sync.set(client.get_key_from_query(query, [1], ["V"]), b'[{"v":"cached"}]')
     assert await client.query_with_cache(query, [1], ["V"]) == [{"v": "cached"}]
     assert first[0]["v"] == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[-9223372036854776000]",  # BIGINT's minimum, as JSON.stringify writes it
+        b'[{"n":-9223372036854775809,"m":18446744073709551616}]',
+        b"[123456789012345678901,-123456789012345678901]",
+        b"[9223372036854775807,-9223372036854775808,18446744073709551615]",
+        b'["2024-01-01","-1",1.5,1e21]',
+    ],
+)
+def test_decode_matches_json_exactly(raw: bytes) -> None:
+    """Whichever JSON library decodes, every number comes back as json.loads reads it."""
+    decoded = decode(raw)
+    assert repr(json.loads(raw)) == repr(decoded)
+
+
+async def test_extreme_bigints_miss_equals_hit(client: MRCClient) -> None:
+    """BIGINT's extremes read back from the cache exactly as the miss returned them."""
+    await create_all_types(client)
+    query = "SELECT id, bi FROM mrc_all_types ORDER BY id"
+    miss = await client.query_with_cache(query)
+    hit = await client.query_with_cache(query)
+    assert repr(miss) == repr(hit)
 
 
 async def test_unnamed_params_are_refused(client: MRCClient) -> None:

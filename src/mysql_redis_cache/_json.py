@@ -14,10 +14,11 @@ from typing import Any
 from ._errors import EncodeError
 from ._jsvalue import SmallFloat, iso_utc, js_number, js_number_value, to_instant
 
-# orjson reads integers past 64 bits (20+ digits) as floats where json reads them exactly.
-# Mapping digits to "0" and the rest to " " finds a 20-digit run with a C-speed
-# substring search: a regex took 15x longer than decoding the value itself.
-_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+# orjson reads integers past 64 bits as floats where json reads them exactly: 20+ digits,
+# or a minus and 19 (below -2**63, as Node writes BIGINT's minimum). Mapping digits and
+# "-" to "0" and the rest to " " finds such a run with a C-speed substring search: a
+# regex took 15x longer than decoding the value itself.
+_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 or i == 45 else 32 for i in range(256))
 _TWENTY_DIGITS = b"0" * 20
 _fast_encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=True
