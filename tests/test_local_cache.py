@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 import redis
 
 from mysql_redis_cache import ConfigError, MRCClient, MRCServer
-from mysql_redis_cache._local import LocalCache
+from mysql_redis_cache._json import decode
+from mysql_redis_cache._local import ABSENT, LocalCache
 
 from ._node import run_node
 from ._redis_server import redis_cluster, redis_server
@@ -219,44 +221,86 @@ def test_cluster_refuses_the_local_cache() -> None:
         )  # fmt: skip
 
 
+def cache_of(max_bytes: int, max_age: float = 60) -> LocalCache:
+    cache = LocalCache(max_bytes, max_age, decode)
+    cache.active = True
+    return cache
+
+
+def fill(cache: LocalCache, entries: dict[bytes, bytes]) -> None:
+    cache.begin_read()
+    cache.end_read(list(entries), list(entries.values()))
+
+
 def test_invalidation_during_a_read_keeps_its_reply_out() -> None:
     """A report that overtakes the reply it concerns wins: the older value is not stored."""
-    cache = LocalCache(MiB, 60)
-    cache.active = True
+    cache = cache_of(MiB)
     cache.begin_read()
     cache.invalidate([b"k"])
-    cache.end_read([b"k", b"other"], [b"old", b"fine"])
-    assert cache.get(b"k") is None
-    assert b"fine" == cache.get(b"other")
+    cache.end_read([b"k", b"other"], [b'"old"', b'"fine"'])
+    assert ABSENT is cache.value(b"k")
+    assert "fine" == cache.value(b"other")
     cache.begin_read()
     cache.invalidate(None)  # FLUSHDB while reading
-    cache.end_read([b"k"], [b"old"])
-    assert cache.get(b"k") is None
+    cache.end_read([b"k"], [b'"old"'])
+    assert ABSENT is cache.value(b"k")
     assert 0 == len(cache)
 
 
 def test_least_recently_used_entries_go_first() -> None:
-    cache = LocalCache(400, 60)
-    cache.active = True
+    cache = cache_of(400)
     for n in range(4):
-        cache.begin_read()
-        cache.end_read([b"k%d" % n], [b"x" * 100])
-    assert cache.get(b"k0") is not None  # now the most recently used
-    cache.begin_read()
-    cache.end_read([b"k4", b"huge"], [b"y" * 100, b"z" * 101])  # huge: over a quarter
-    assert cache.get(b"k1") is None
-    assert [b"k0", b"k2", b"k3", b"k4"] == sorted(k for k in (b"k0", b"k2", b"k3", b"k4")
-                                                 if cache.get(k) is not None)  # fmt: skip
-    assert cache.get(b"huge") is None
-    assert 400 == cache.size
+        fill(cache, {b"k%d" % n: b'"%b"' % (b"x" * 98)})
+    assert ABSENT is not cache.value(b"k0")  # now the most recently used
+    fill(cache, {b"k4": b'"%b"' % (b"y" * 98), b"huge": b'"%b"' % (b"z" * 99)})  # over 1/4
+    assert ABSENT is cache.value(b"k1")
+    assert [b"k0", b"k2", b"k3", b"k4"] == [
+        k for k in (b"k0", b"k2", b"k3", b"k4") if cache.value(k) is not ABSENT
+    ]
+    assert ABSENT is cache.value(b"huge")
+    assert cache.size <= 400
 
 
 def test_entries_expire_locally() -> None:
-    cache = LocalCache(MiB, 0.01)
-    cache.active = True
-    cache.begin_read()
-    cache.end_read([b"k"], [b"v"])
-    assert b"v" == cache.get(b"k")
+    cache = cache_of(MiB, 0.01)
+    fill(cache, {b"k": b'"v"'})
+    assert "v" == cache.value(b"k")
     time.sleep(0.02)
-    assert cache.get(b"k") is None
+    assert ABSENT is cache.value(b"k")
     assert 0 == cache.size
+
+
+def test_hits_are_copies_of_what_was_read() -> None:
+    """Rows are kept decoded and copied per hit; nested values are decoded per hit."""
+    rows = b'[{"id":1,"name":"a","price":1.5,"ok":true,"none":null},{"id":2,"name":"b"}]'
+    nested = b'[{"id":1,"js":{"k":[1,2]}}]'
+    cache = cache_of(MiB)
+    fill(cache, {b"rows": rows, b"nested": nested, b"null": b"null", b"bad": b"{not json"})
+    for key, raw in ((b"rows", rows), (b"nested", nested)):
+        for _ in range(3):  # the first hit decodes the bytes, the later ones copy
+            value = cache.value(key)
+            assert json.loads(raw) == value
+            value[0]["id"] = 99  # a caller mutating its result touches nobody else's
+            value.append("extra")
+            if key == b"nested":
+                value[0]["js"]["k"].append(3)
+    assert None is cache.value(b"null") is cache.value(b"null")
+    assert ABSENT is cache.value(b"bad")  # dropped: the read from Redis counts it
+    assert 3 == len(cache)
+
+
+def test_decoded_rows_count_against_the_budget() -> None:
+    """Rows kept decoded are charged at their (larger) memory size, and evict others."""
+    row = b'{"id":1,"name":"%b"}' % (b"n" * 20)
+    raw = b"[" + b",".join([row] * 20) + b"]"
+    cache = cache_of(40 * len(raw))
+    keys = [b"k%d" % n for n in range(30)]
+    fill(cache, dict.fromkeys(keys, raw))
+    assert 30 * len(raw) == cache.size
+    cache.value(keys[-1])
+    assert cache.size > 31 * len(raw)  # its rows weigh several times its bytes
+    for key in keys[-4:-1]:
+        cache.value(key)
+    assert cache.size <= 40 * len(raw)
+    assert ABSENT is cache.value(keys[0])  # the least recently used went
+    assert all(cache.value(key) == json.loads(raw) for key in keys[-4:])

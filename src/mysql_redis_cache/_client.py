@@ -10,6 +10,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from redis.asyncio.retry import Retry
@@ -27,6 +28,7 @@ from ._errors import (
 )
 from ._json import decode, encode, encode_rows
 from ._keys import build_checked_key, build_key
+from ._local import ABSENT, LocalCache
 from ._loopbound import Borrowed, LoopBound
 from ._mysql import Pool, driver_of_pool, pick_driver
 from ._redis import RedisConfig, RedisHolder
@@ -136,7 +138,9 @@ class MRCClient(AsyncClosing):
                 "retry": Retry(NoBackoff(), 0),
             },
             self.stats,
-            None if local_cache is None else (local_cache, local_cache_ttl),
+            None
+            if local_cache is None
+            else partial(LocalCache, local_cache, local_cache_ttl, decode),
         )
         self._fail_open = fail_open
         self._breaker = Breaker(breaker_cooldown)
@@ -380,8 +384,11 @@ class MRCClient(AsyncClosing):
     async def _read(self, key: str) -> Any:
         """The decoded entry at `key`, or _MISSING (on a miss, or failing open)."""
         if self._local_cache:
-            local = self._local(key)
-            if local is not _MISSING:
+            local = self._redis.local(key)
+            if local is not ABSENT:
+                self.stats.local_hits += 1
+                self.stats.hits += 1
+                logger.debug("cache hit %s (local)", key)
                 return local
         if self._breaker.is_open:
             return self._take(key, await self._cache_op(self._redis.get(key), None))
@@ -389,14 +396,6 @@ class MRCClient(AsyncClosing):
             raw = await self._redis.request(key)
         except CacheError as exc:
             raw = await self._cache_failed(exc, None)
-        return self._take(key, raw)
-
-    def _local(self, key: str) -> Any:
-        """The decoded entry at `key` from the local cache, or _MISSING."""
-        raw = self._redis.local(key)
-        if raw is None:
-            return _MISSING
-        self.stats.local_hits += 1
         return self._take(key, raw)
 
     def _take(self, key: str, raw: bytes | None) -> Any:

@@ -16,7 +16,7 @@ from redis.asyncio.sentinel import Sentinel
 from ._config import parse_redis_config
 from ._errors import CacheError, CacheUnavailableError, ConfigError
 from ._jsvalue import utf8
-from ._local import LocalCache
+from ._local import ABSENT, LocalCache
 from ._loopbound import Borrowed, LoopBound
 from ._reader import ClusterReader, CoalescingReader
 from ._stats import CacheStats
@@ -78,7 +78,7 @@ class RedisHolder:
         config: RedisConfig,
         defaults: Mapping[str, Any] | None = None,
         stats: CacheStats | None = None,
-        local_cache: tuple[int, float] | None = None,
+        local_cache: Callable[[], LocalCache] | None = None,
     ) -> None:
         self._bound: LoopBound[_Handle] | Borrowed[_Handle]
         self._stats = stats
@@ -129,7 +129,7 @@ class RedisHolder:
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
             return _Handle(client, ClusterReader(client, translate, self._stats), sentinel)
-        local = None if self._local_cache is None else LocalCache(*self._local_cache)
+        local = None if self._local_cache is None else self._local_cache()
         return _Handle(client, CoalescingReader(client, translate, self._stats, local), sentinel)
 
     def client(self) -> Any:
@@ -145,12 +145,10 @@ class RedisHolder:
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)
 
-    def local(self, key: str) -> bytes | None:
-        """The entry at `key` from the local cache, if it is on and holds it."""
+    def local(self, key: str) -> Any:
+        """A fresh copy of the value at `key` from the local cache, or ABSENT."""
         local = self._bound.get().reader.local
-        if local is None or not local.active:
-            return None
-        return local.get(utf8(key))
+        return ABSENT if local is None else local.value(utf8(key))
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
         local = self._bound.get().reader.local
