@@ -10,6 +10,7 @@ import pytest
 
 from mysql_redis_cache import MRCClient
 from mysql_redis_cache._json import encode
+from mysql_redis_cache._keys import _BUILT, _BUILT_MAX, build_checked_key
 
 from ._node import run_node, tag
 
@@ -65,6 +66,25 @@ def test_key_matches_node(client: MRCClient, case: tuple[str, list[Any] | None, 
         op["params"] = node_params
     [expected] = run_node([op])
     assert expected == client.get_key_from_query(query, params, names)
+
+
+def test_remembered_keys_keep_equal_values_apart(client: MRCClient) -> None:
+    """Keys built before are reused only for params of the same types: 1 == True == 1.0."""
+    cases: list[tuple[list[Any], list[Any]]] = [
+        ([1], ["N"]), ([True], ["N"]), ([1.0], ["N"]), (["1"], ["N"]),
+        ([1], [1]), ([1], [True]), ([1], [1.0]), ([1, 2], ["N", "M"]), ([1], ["N", "M"]),
+    ]  # fmt: skip
+    ops = [{"op": "key", "query": "SELECT ?", "params": tag(p), "names": n} for p, n in cases]
+    expected = run_node(ops)
+    for _ in range(2):  # the second round finds the first round's keys
+        assert expected == [client.get_key_from_query("SELECT ?", p, n) for p, n in cases]
+    assert expected[0] != expected[1]  # the case a shared entry would get wrong
+
+
+def test_remembered_keys_are_bounded() -> None:
+    for n in range(_BUILT_MAX + 10):
+        build_checked_key("SELECT ?", [n], ["N"])
+    assert 0 < len(_BUILT) <= _BUILT_MAX
 
 
 DATE_ZONES = ["UTC", "Europe/Rome", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]

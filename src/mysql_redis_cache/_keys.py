@@ -30,6 +30,12 @@ def check_names(params: Sequence[object] | None, names: Sequence[str]) -> None:
         )
 
 
+# Keys already built for int and str params (most calls repeat a few), cleared when full.
+# Only those types: 1 == True == 1.0 as dict keys, but their keys differ.
+_BUILT: dict[tuple[str, tuple[object, ...], tuple[str, ...]], tuple[str, bool]] = {}
+_BUILT_MAX = 4096
+
+
 def build_checked_key(
     query: str, params: Sequence[object] | None, names: Sequence[str]
 ) -> tuple[str, bool]:
@@ -41,6 +47,26 @@ def build_checked_key(
     """
     if not params:
         return query_hash(query), True
+    for value in params:
+        kind = type(value)
+        if kind is not str and kind is not int:
+            return _build(query, params, names)
+    seen = (query, tuple(params), tuple(names))
+    try:
+        built = _BUILT.get(seen)
+    except TypeError:  # an unhashable name
+        return _build(query, params, names)
+    if built is None:
+        built = _build(query, params, names)
+        # names that are all str match no others: a name True would find 1's entry
+        if all(type(name) is str for name in names):
+            if len(_BUILT) >= _BUILT_MAX:
+                _BUILT.clear()
+            _BUILT[seen] = built
+    return built
+
+
+def _build(query: str, params: Sequence[object], names: Sequence[str]) -> tuple[str, bool]:
     count = len(params)
     if count > len(names):
         check_names(params, names)  # raises
