@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import redis
@@ -72,3 +73,28 @@ async def test_failed_reads_raise_cache_errors(concurrent: int) -> None:
             )
     assert len(outcomes) == concurrent
     assert all(isinstance(o, CacheError) for o in outcomes), outcomes
+
+
+def reader_of(client: MRCClient) -> Any:
+    return client._redis._bound.get().reader
+
+
+async def test_reads_write_to_the_stream_directly(client: MRCClient) -> None:
+    """With this redis-py, reads skip send_packed_command: a redis-py upgrade that moves
+    its stream shows here, not as a silent slowdown."""
+    await client.read_from_cache(Q, [1], ["N"])
+    assert reader_of(client)._writer is not None
+
+
+async def test_health_checks_go_through_redis_py(redis_sync: redis.Redis) -> None:
+    """With health_check_interval, reads use redis-py's send, which PINGs idle connections."""
+    pings_before = redis_sync.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+    config = {"host": "127.0.0.1", "db": 9, "health_check_interval": 0.05}
+    async with MRCClient(MYSQL_CONFIG, config) as client:
+        await client.write_to_cache(Q, [1], [1], ["N"])
+        assert [1] == await client.read_from_cache(Q, [1], ["N"])
+        assert reader_of(client)._writer is None
+        await asyncio.sleep(0.1)
+        assert [1] == await client.read_from_cache(Q, [1], ["N"])
+    pings = redis_sync.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+    assert pings > pings_before
