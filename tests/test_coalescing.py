@@ -58,6 +58,12 @@ async def test_duplicate_keys_in_a_batch_are_asked_once(
     values = await asyncio.gather(*(client.read_from_cache(Q, [7], ["N"]) for _ in range(50)))
     assert all(v == [{"n": 7}] for v in values)
     assert len({id(v) for v in values}) == 50
+    assert len({id(v[0]) for v in values}) == 50  # rows too: one decode, copied per caller
+    nested = [{"n": 8, "tags": ["a"]}]  # not plain rows: decoded for each caller
+    await client.write_to_cache(Q, nested, [8], ["N"])
+    values = await asyncio.gather(*(client.read_from_cache(Q, [8], ["N"]) for _ in range(50)))
+    assert all(v == nested for v in values)
+    assert len({id(v[0]["tags"]) for v in values}) == 50
 
 
 @pytest.mark.parametrize("concurrent", [1, 20])

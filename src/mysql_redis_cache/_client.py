@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from ._breaker import Breaker
 from ._closing import AsyncClosing
 from ._config import parse_mysql_config
+from ._copies import Template, template_of
 from ._errors import (
     CacheError,
     CacheUnavailableError,
@@ -138,15 +139,15 @@ class MRCClient(AsyncClosing):
                 "retry": Retry(NoBackoff(), 0),
             },
             self.stats,
-            None
-            if local_cache is None
-            else partial(LocalCache, local_cache, local_cache_ttl, decode),
+            None if local_cache is None else partial(LocalCache, local_cache, local_cache_ttl),
         )
         self._fail_open = fail_open
         self._breaker = Breaker(breaker_cooldown)
         self._lock_timeout = lock_timeout
         self._local_cache = local_cache is not None
         self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
+        # the bytes last read and, once a second caller got them too, their Template
+        self._last: tuple[bytes | None, Template | None] = (None, None)
 
     # -- MySQL ---------------------------------------------------------------------------
 
@@ -402,7 +403,7 @@ class MRCClient(AsyncClosing):
         """Decode and count what a read returned: the value, or _MISSING."""
         if raw:
             try:
-                value = decode(raw)
+                value = self._decode(raw)
             except ValueError:
                 self.stats.corrupt += 1
                 logger.warning("cache entry %s is not JSON; treating it as a miss", key)
@@ -413,6 +414,22 @@ class MRCClient(AsyncClosing):
         self.stats.misses += 1  # an empty string is a miss for Node too
         logger.debug("cache miss %s", key)
         return _MISSING
+
+    def _decode(self, raw: bytes) -> Any:
+        """Decode `raw`; callers handed the same bytes (one reply, one key) share a decode.
+
+        The first decodes, the second also keeps a Template, the rest copy it.
+        """
+        last, template = self._last
+        if raw is not last:
+            value = decode(raw)
+            self._last = (raw, None)
+            return value
+        if template is not None:
+            return template.copy()
+        value = decode(raw)
+        self._last = (raw, template_of(value, raw))
+        return value
 
     async def _write(self, key: str, payload: bytes, expiry: int) -> None:
         await self._cache_op(self._redis.set(key, payload, expiry), None)

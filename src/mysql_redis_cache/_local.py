@@ -8,51 +8,43 @@ live here only while both connections are up: when either drops, everything is c
 An invalidation can overtake the reply to the read it concerns (they travel on two
 connections), so keys invalidated while a read is in flight are not stored from it.
 
-An entry is kept as its bytes until it is hit here. Then, if it decodes to rows of
-plain values (or to one plain value), the decoded rows are kept instead and each hit
-gets a copy of every row: a fraction of the cost of decoding again. Anything else is
-decoded for each hit.
+An entry is kept as its bytes until it is hit here; then as a Template, which for
+query rows holds them decoded and copies them for each hit.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from itertools import chain
 from typing import Any
+
+from ._copies import Template, template_of
+from ._json import decode
 
 ABSENT = object()  # what `value` returns for a key it does not hold
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})  # immutable: shared safely
-_RAW, _ROWS, _SCALAR, _DECODE = range(4)  # what an entry holds: see Entry
-
 
 class Entry:
-    """One key's value: its bytes (_RAW, _DECODE), rows to copy (_ROWS) or a plain value."""
+    """One key's value: the bytes read until its first hit here, then a Template."""
 
-    __slots__ = ("data", "deadline", "kind", "size")
+    __slots__ = ("data", "deadline", "size")
 
-    def __init__(self, data: Any, deadline: float, kind: int, size: int) -> None:
+    def __init__(self, data: bytes | Template, deadline: float, size: int) -> None:
         self.data = data
         self.deadline = deadline
-        self.kind = kind
         self.size = size
 
 
 class LocalCache:
     """Entries by key, least recently used evicted past `max_bytes`, none older than `max_age`.
 
-    `decode` turns an entry's bytes into a fresh value, raising ValueError when it cannot.
     Sizes are the bytes read, or for decoded rows an estimate of the memory they hold.
     """
 
-    def __init__(self, max_bytes: int, max_age: float, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, max_bytes: int, max_age: float) -> None:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.active = False  # tracking is on and its listener runs: entries may be used
-        self._decode = decode
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
         self._size = 0
         self._in_flight: set[bytes] | None = None  # invalidated during the read in flight
@@ -60,6 +52,9 @@ class LocalCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._entries
 
     @property
     def size(self) -> int:
@@ -75,35 +70,20 @@ class LocalCache:
             self._discard(key)
             return ABSENT
         self._entries.move_to_end(key)
-        kind = entry.kind
-        if kind == _ROWS:
-            return [row.copy() for row in entry.data]
-        if kind == _SCALAR:
-            return entry.data
+        data = entry.data
+        if type(data) is Template:
+            return data.copy()
+        assert isinstance(data, bytes)
         try:
-            value = self._decode(entry.data)
+            value = decode(data)
         except ValueError:
             self._discard(key)  # the read from Redis will count and replace it
             return ABSENT
-        if kind == _RAW:
-            self._keep_decoded(key, entry, value)
-        return value
-
-    def _keep_decoded(self, key: bytes, entry: Entry, value: Any) -> None:
-        """Keep `value` in place of the bytes if copying it is cheap, and fits."""
-        entry.kind = _DECODE
-        if type(value) in _PLAIN:
-            kind, data, size = _SCALAR, value, sys.getsizeof(value)
-        elif type(value) is list and _plain_rows(value):
-            data = [row.copy() for row in value]
-            kind, size = _ROWS, _rows_size(data)
-        else:
-            return
-        if size > self.max_bytes // 4:
-            return
-        self._size += size - entry.size
-        entry.kind, entry.data, entry.size = kind, data, size
+        template = template_of(value, data, self.max_bytes // 4)
+        self._size += template.size - entry.size
+        entry.data, entry.size = template, template.size
         self._evict()
+        return value
 
     def begin_read(self) -> None:
         """A read of Redis starts: remember what is invalidated until `end_read`."""
@@ -144,7 +124,7 @@ class LocalCache:
 
     def _store(self, key: bytes, value: bytes, deadline: float) -> None:
         self._discard(key)
-        self._entries[key] = Entry(value, deadline, _RAW, len(value))
+        self._entries[key] = Entry(value, deadline, len(value))
         self._size += len(value)
         self._evict()
 
@@ -157,16 +137,3 @@ class LocalCache:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._size -= entry.size
-
-
-def _plain_rows(value: list[Any]) -> bool:
-    """Whether `value` is a list of dicts holding only immutable plain values."""
-    if not set(map(type, value)) <= {dict}:
-        return False
-    return set(map(type, chain.from_iterable(map(dict.values, value)))) <= _PLAIN
-
-
-def _rows_size(rows: list[dict[str, Any]]) -> int:
-    """About the memory `rows` hold: the list, the dicts and their values (keys are shared)."""
-    values = chain.from_iterable(map(dict.values, rows))
-    return sys.getsizeof(rows) + sum(map(sys.getsizeof, rows)) + sum(map(sys.getsizeof, values))
