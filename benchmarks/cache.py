@@ -31,21 +31,27 @@ from tests.conftest import MYSQL_CONFIG
 REDIS_URL = "redis://127.0.0.1:6379/10"
 ONE_ROW = ("SELECT * FROM mrc_bench WHERE id = ?", [1], ["Id"])
 HUNDRED_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [100], ["MaxId"])
+WINDOWS = ("SELECT * FROM mrc_bench WHERE id > ? LIMIT 100", [0], ["After"])  # + step per key
 TEN_K_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [10_000], ["MaxId"])
 LOCAL_CACHE = 64 * 2**20  # bytes, for the client with the local cache on
 
 
 def scenarios(ops: int) -> list[dict[str, Any]]:
-    def hits(name: str, spec: tuple[str, list[int], list[str]], conc: int) -> dict[str, Any]:
+    def hits(
+        name: str, spec: tuple[str, list[int], list[str]], conc: int, keys: int = 1, step: int = 0
+    ) -> dict[str, Any]:
         query, params, names = spec
         return {"name": name, "kind": "hits", "query": query, "params": params, "names": names,
-                "concurrency": conc, "ops": ops if conc == 1 else ops * 4}  # fmt: skip
+                "concurrency": conc, "ops": ops if conc == 1 else ops * 4, "keys": keys,
+                "step": step}  # fmt: skip
 
     query, params, names = TEN_K_ROWS
     return [
         hits("hit 1 row, sequential", ONE_ROW, 1),
         hits("hit 1 row, 64 concurrent", ONE_ROW, 64),
+        hits("hit 1 row, 64 concurrent, 64 keys", ONE_ROW, 64, keys=64, step=1),
         hits("hit 100 rows, sequential", HUNDRED_ROWS, 1),
+        hits("hit 100 rows, sequential, 64 keys", WINDOWS, 1, keys=64, step=100),
         hits("hit 100 rows, 64 concurrent", HUNDRED_ROWS, 64),
         {"name": "miss 10k rows x 8 cols", "kind": "miss", "query": query, "params": params,
          "names": names},
@@ -77,11 +83,12 @@ async def _create_table() -> None:
 async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
     query, params, names = scenario["query"], scenario["params"], scenario["names"]
     if scenario["kind"] == "hits":
-        await client.query_with_cache(query, params, names)
+        calls = hit_calls(scenario)
+        for call in calls:
+            await client.query_with_cache(*call)
         return await ops_per_second(
-            client.query_with_cache, (query, params, names), scenario["ops"],
-            scenario["concurrency"],
-        )  # fmt: skip
+            client.query_with_cache, calls, scenario["ops"], scenario["concurrency"]
+        )
     if scenario["kind"] == "miss":
         await client._redis.client().delete(client.get_key_from_query(query, params, names))
         start = time.perf_counter()
@@ -100,31 +107,41 @@ async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
     return runs
 
 
-async def ops_per_second(
-    fn: Callable[..., Awaitable[object]], args: tuple[Any, ...], ops: int, concurrency: int
-) -> float:
-    """Calls of fn(*args) a second, from `concurrency` workers (as bench.js does for Node)."""
+def hit_calls(scenario: dict[str, Any]) -> list[tuple[str, list[int], list[str]]]:
+    """(query, params, names) per key: the first param grows by `step` from key to key."""
+    query, (first,), names = scenario["query"], scenario["params"], scenario["names"]
+    return [(query, [first + k * scenario["step"]], names) for k in range(scenario["keys"])]
 
-    async def worker() -> None:
-        for _ in range(ops // concurrency):
-            await fn(*args)
+
+async def ops_per_second(
+    fn: Callable[..., Awaitable[object]], calls: list[Any], ops: int, concurrency: int
+) -> float:
+    """Calls of fn(*call) a second from `concurrency` workers, as bench.js does for Node.
+
+    Worker w's i-th call uses calls[(w + i) % len(calls)]: with as many keys as workers,
+    the reads in flight together are all for different keys.
+    """
+
+    async def worker(w: int) -> None:
+        for i in range(ops // concurrency):
+            await fn(*calls[(w + i) % len(calls)])
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return ops / (time.perf_counter() - start)
 
 
 async def floors(scenario: dict[str, Any], client: MRCClient) -> float | None:
     """The raw floor for a scenario: redis-py GET + json.loads, or a plain aiomysql fetch."""
-    query, params, names = scenario["query"], scenario["params"], scenario["names"]
+    query, params = scenario["query"], scenario["params"]
     if scenario["kind"] == "hits":
-        key = client.get_key_from_query(query, params, names)
+        keys = [(client.get_key_from_query(*call),) for call in hit_calls(scenario)]
         raw = aioredis.Redis.from_url(REDIS_URL)
 
-        async def one() -> object:
+        async def one(key: str) -> object:
             return json.loads(await raw.get(key))  # type: ignore[arg-type]
 
-        result = await ops_per_second(one, (), scenario["ops"], scenario["concurrency"])
+        result = await ops_per_second(one, keys, scenario["ops"], scenario["concurrency"])
         await raw.aclose()
         return result
     if scenario["kind"] == "miss":

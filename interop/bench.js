@@ -14,14 +14,18 @@ async function readStdin() {
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
 async function hits(client, s) {
-  await client.queryWithCache(s.query, s.params, s.names); // warm the entry
+  // params per key, the first growing by `step`; worker w's i-th call uses key (w + i) % keys
+  const calls = Array.from({ length: s.keys }, (_, k) => [s.params[0] + k * s.step]);
+  for (const params of calls) await client.queryWithCache(s.query, params, s.names); // warm
   const start = now();
   if (s.concurrency === 1) {
-    for (let i = 0; i < s.ops; i++) await client.queryWithCache(s.query, s.params, s.names);
+    for (let i = 0; i < s.ops; i++) {
+      await client.queryWithCache(s.query, calls[i % s.keys], s.names);
+    }
   } else {
-    const worker = async () => {
+    const worker = async (_, w) => {
       for (let i = 0; i < s.ops / s.concurrency; i++) {
-        await client.queryWithCache(s.query, s.params, s.names);
+        await client.queryWithCache(s.query, calls[(w + i) % s.keys], s.names);
       }
     };
     await Promise.all(Array.from({ length: s.concurrency }, worker));

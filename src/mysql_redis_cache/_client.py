@@ -146,7 +146,7 @@ class MRCClient(AsyncClosing):
         self._lock_timeout = lock_timeout
         self._local_cache = local_cache is not None
         self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
-        # the bytes last read and, once a second caller got them too, their Template
+        # the bytes last read and, once read again, their Template
         self._last: tuple[bytes | None, Template | None] = (None, None)
 
     # -- MySQL ---------------------------------------------------------------------------
@@ -416,12 +416,13 @@ class MRCClient(AsyncClosing):
         return _MISSING
 
     def _decode(self, raw: bytes) -> Any:
-        """Decode `raw`; callers handed the same bytes (one reply, one key) share a decode.
+        """Decode `raw`; reads that return the bytes last read share one decode.
 
-        The first decodes, the second also keeps a Template, the rest copy it.
+        That is every caller woken by one reply for a hot key, and repeated reads of one
+        entry. The first decodes, the second also keeps a Template, the rest copy it.
         """
         last, template = self._last
-        if raw is not last:
+        if raw is not last and raw != last:
             value = decode(raw)
             self._last = (raw, None)
             return value
