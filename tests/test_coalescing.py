@@ -104,3 +104,17 @@ async def test_health_checks_go_through_redis_py(redis_sync: redis.Redis) -> Non
         assert [1] == await client.read_from_cache(Q, [1], ["N"])
     pings = redis_sync.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
     assert pings > pings_before
+
+
+async def test_only_small_entries_keep_a_shared_decode(client: MRCClient) -> None:
+    """Repeated reads of an entry share its decode, but a large one is not kept alive."""
+    small = [{"n": 1}]
+    large = [{"n": n, "text": "x" * 100} for n in range(3000)]  # about 330 KB of JSON
+    await client.write_to_cache(Q, small, [1], ["N"])
+    await client.write_to_cache(Q, large, [2], ["N"])
+    for _ in range(3):
+        assert small == await client.read_from_cache(Q, [1], ["N"])
+    assert client._last[1] is not None
+    for _ in range(3):
+        assert large == await client.read_from_cache(Q, [2], ["N"])
+    assert (None, None) == client._last

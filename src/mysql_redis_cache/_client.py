@@ -42,6 +42,7 @@ logger = logging.getLogger("mysql_redis_cache")
 DEFAULT_TTL = 86400
 _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
+_SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
 
 
 def _check_ttl(ttl: object) -> None:
@@ -424,7 +425,8 @@ class MRCClient(AsyncClosing):
         last, template = self._last
         if raw is not last and raw != last:
             value = decode(raw)
-            self._last = (raw, None)
+            # a large entry's rows are not kept alive for a repeat that may never come
+            self._last = (raw, None) if len(raw) <= _SHARED_DECODE_MAX else (None, None)
             return value
         if template is not None:
             return template.copy()
