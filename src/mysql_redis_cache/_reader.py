@@ -182,8 +182,9 @@ class CoalescingReader:
                 await writer.drain()
             return await conn.read_response()
         except BaseException as exc:
+            self._started = None  # the request is over: its clean-up is not timed
             # a reply may be left unread (a cancellation, a timeout): never reuse it
-            self._conn = None
+            self._conn = self._writer = None
             if self.local is not None:
                 self.local.deactivate()  # its tracking ends with the connection
             timed_out = self._expired is task and isinstance(exc, asyncio.CancelledError)
@@ -196,7 +197,7 @@ class CoalescingReader:
                 raise TimeoutError(f"Redis did not answer within {self._timeout} s") from None
             raise
         finally:
-            self._started = None
+            self._started = self._reading = None
 
     def _arm(self, task: asyncio.Task[Any] | None) -> None:
         """Note when the request starts; one timer, re-armed as it goes, checks them all."""
