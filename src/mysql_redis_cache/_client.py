@@ -10,7 +10,6 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 from redis.asyncio.retry import Retry
@@ -29,7 +28,7 @@ from ._errors import (
 )
 from ._json import decode, encode, encode_rows
 from ._keys import build_checked_key, build_key
-from ._local import ABSENT, LocalCache
+from ._local import ABSENT
 from ._loopbound import Borrowed, LoopBound
 from ._mysql import Pool, driver_of_pool, pick_driver
 from ._redis import RedisConfig, RedisHolder
@@ -140,7 +139,7 @@ class MRCClient(AsyncClosing):
                 "retry": Retry(NoBackoff(), 0),
             },
             self.stats,
-            None if local_cache is None else partial(LocalCache, local_cache, local_cache_ttl),
+            None if local_cache is None else (local_cache, local_cache_ttl),
         )
         self._fail_open = fail_open
         self._breaker = Breaker(breaker_cooldown)

@@ -78,7 +78,7 @@ class RedisHolder:
         config: RedisConfig,
         defaults: Mapping[str, Any] | None = None,
         stats: CacheStats | None = None,
-        local_cache: Callable[[], LocalCache] | None = None,
+        local_cache: tuple[int, float] | None = None,
     ) -> None:
         self._bound: LoopBound[_Handle] | Borrowed[_Handle]
         self._stats = stats
@@ -129,7 +129,7 @@ class RedisHolder:
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
             return _Handle(client, ClusterReader(client, translate, self._stats), sentinel)
-        local = None if self._local_cache is None else self._local_cache()
+        local = None if self._local_cache is None else LocalCache(*self._local_cache)
         return _Handle(client, CoalescingReader(client, translate, self._stats, local), sentinel)
 
     def client(self) -> Any:
