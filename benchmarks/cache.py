@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from mysql_redis_cache import MRCClient
-from mysql_redis_cache._json import _orjson
+from mysql_redis_cache._node.json import _orjson
 from tests._node import INTEROP_DIR
 from tests.conftest import MYSQL_CONFIG
 

@@ -22,7 +22,7 @@ import redis
 import redis.asyncio as aioredis
 
 from mysql_redis_cache import MRCServer
-from mysql_redis_cache._invalidate import matches, tokens_for
+from mysql_redis_cache._redis.invalidate import matches, tokens_for
 from mysql_redis_cache._server import SCAN_COUNT
 from tests._node import run_node
 from tests._redis_server import redis_server

@@ -1,9 +1,9 @@
 'use strict';
-// Regenerates src/mysql_redis_cache/_tznames.json, the long time-zone names that
+// Regenerates src/mysql_redis_cache/_node/tznames.json, the long time-zone names that
 // JS Date.prototype.toString() prints: {zone: [standard name, daylight name]}.
 // The zone list comes on stdin (one IANA name a line), e.g.:
 //   python -c "import zoneinfo; print('\n'.join(sorted(zoneinfo.available_timezones())))" \
-//     | node interop/gen_tznames.js > src/mysql_redis_cache/_tznames.json
+//     | node interop/gen_tznames.js > src/mysql_redis_cache/_node/tznames.json
 const zones = require('fs').readFileSync(0, 'utf8').split('\n').filter(Boolean);
 const out = {};
 for (const zone of zones) {

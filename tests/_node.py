@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from mysql_redis_cache._jsvalue import to_instant
+from mysql_redis_cache._node.jsvalue import to_instant
 
 INTEROP_DIR = Path(__file__).resolve().parent.parent / "interop"
 HARNESS = INTEROP_DIR / "harness.js"

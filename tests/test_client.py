@@ -17,7 +17,7 @@ from mysql_redis_cache import (
     MRCClient,
     QueryError,
 )
-from mysql_redis_cache._json import decode
+from mysql_redis_cache._node.json import decode
 
 from ._tables import create_all_types
 from .conftest import MYSQL_CONFIG, REDIS_URL

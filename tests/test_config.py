@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from mysql_redis_cache import ConfigError
-from mysql_redis_cache._config import parse_mysql_config, parse_mysql_url, parse_redis_config
+from mysql_redis_cache._mysql.config import parse_mysql_config, parse_mysql_url
+from mysql_redis_cache._redis.config import parse_redis_config
 
 URLS: list[tuple[str, dict[str, Any]]] = [
     ("mysql://root@localhost/test", {"host": "localhost", "user": "root", "db": "test"}),

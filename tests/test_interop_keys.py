@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from mysql_redis_cache import MRCClient
-from mysql_redis_cache._json import encode
-from mysql_redis_cache._keys import _BUILT, _BUILT_MAX, build_checked_key
+from mysql_redis_cache._node.json import encode
+from mysql_redis_cache._node.keys import _BUILT, _BUILT_MAX, build_checked_key
 
 from ._node import run_node, tag
 

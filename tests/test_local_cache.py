@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from mysql_redis_cache import ConfigError, MRCClient, MRCServer
-from mysql_redis_cache._local import ABSENT, LocalCache
+from mysql_redis_cache._redis.local import ABSENT, LocalCache
 
 from ._node import run_node
 from ._redis_server import redis_cluster, redis_server

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from ._client import MRCClient
 from ._errors import CacheError, ConfigError, InvalidArgumentError, MRCError, QueryError
-from ._invalidate import param_part
+from ._redis.invalidate import param_part
 from ._server import DropProgress, MRCServer
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

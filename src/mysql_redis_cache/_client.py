@@ -15,10 +15,6 @@ from typing import Any
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ._breaker import Breaker
-from ._closing import AsyncClosing
-from ._config import parse_mysql_config
-from ._copies import Template, template_of
 from ._errors import (
     CacheError,
     CacheUnavailableError,
@@ -26,15 +22,19 @@ from ._errors import (
     InvalidArgumentError,
     QueryError,
 )
-from ._json import decode, encode, encode_rows
-from ._keys import build_checked_key, build_key
-from ._local import ABSENT
-from ._loopbound import Borrowed, LoopBound
-from ._mysql import Pool, driver_of_pool, pick_driver
-from ._redis import RedisConfig, RedisHolder
-from ._rows import shape
-from ._sql import format_query
+from ._mysql.config import parse_mysql_config
+from ._mysql.driver import Pool, driver_of_pool, pick_driver
+from ._node.json import decode, encode, encode_rows
+from ._node.keys import build_checked_key, build_key
+from ._node.rows import shape
+from ._node.sql import format_query
+from ._redis.breaker import Breaker
+from ._redis.copies import Template, template_of
+from ._redis.holder import RedisConfig, RedisHolder
+from ._redis.local import ABSENT
 from ._stats import CacheStats
+from ._support.closing import AsyncClosing
+from ._support.loopbound import Borrowed, LoopBound
 
 logger = logging.getLogger("mysql_redis_cache")
 

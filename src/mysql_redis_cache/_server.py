@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._closing import AsyncClosing
-from ._invalidate import matches, scan_pattern, tokens_for
-from ._redis import RedisConfig, RedisHolder
+from ._redis.holder import RedisConfig, RedisHolder
+from ._redis.invalidate import matches, scan_pattern, tokens_for
+from ._support.closing import AsyncClosing
 
 logger = logging.getLogger("mysql_redis_cache")
 

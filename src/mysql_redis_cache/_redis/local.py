@@ -18,8 +18,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from ._copies import Template, template_of
-from ._json import decode
+from .._node.json import decode
+from .copies import Template, template_of
 
 ABSENT = object()  # what `value` returns for a key it does not hold
 

@@ -6,8 +6,8 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from ._errors import InvalidArgumentError
-from ._jsvalue import js_string, utf8
+from .._errors import InvalidArgumentError
+from .jsvalue import js_string, utf8
 
 
 @functools.lru_cache(maxsize=4096)

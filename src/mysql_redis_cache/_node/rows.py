@@ -19,10 +19,9 @@ from typing import Any
 
 from pymysql.constants import FIELD_TYPE
 
-from ._errors import QueryError
-from ._json import buffer_json
-from ._jsvalue import iso_utc, js_date, js_number_value, local_zone, local_zone_name
-from ._mysql import RawResult
+from .._errors import QueryError
+from .json import buffer_json
+from .jsvalue import iso_utc, js_date, js_number_value, local_zone, local_zone_name
 
 _BINARY_CHARSET = 63
 _MAX_SAFE_INT = 2**53
@@ -35,6 +34,19 @@ _FIXED_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
 Converter = Callable[[bytes], Any]
 _INF = float("inf")
 _HOUR_SPAN = timedelta(minutes=59, seconds=59, milliseconds=999)
+
+
+@dataclass(slots=True)
+class RawResult:
+    """One statement's result: column definitions and undecoded rows, or an OK packet."""
+
+    fields: list[Any]
+    rows: list[tuple[bytes | None, ...]]
+    affected_rows: int = 0
+    insert_id: int = 0
+    server_status: int = 0
+    warning_count: int = 0
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

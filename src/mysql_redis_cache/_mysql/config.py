@@ -1,4 +1,4 @@
-"""Turning the user's MySQL and Redis configuration (dicts or URLs) into driver arguments."""
+"""The user's MySQL configuration (a dict or a URL) turned into driver arguments."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiomysql
 
-from ._errors import ConfigError
-from ._rows import CastOptions
+from .._errors import ConfigError
+from .._node.rows import CastOptions
 
 _TIMEZONE = re.compile(r"local|Z|[+-][0-9]{2}:[0-9]{2}")
 _DATE_TYPES = frozenset({"DATE", "DATETIME", "TIMESTAMP"})
@@ -157,28 +157,3 @@ def parse_mysql_config(config: Mapping[str, Any] | str) -> MySQLSettings:
         cast=CastOptions(timezone=timezone, date_strings=date_strings),
         multiple_statements=bool(multiple),
     )
-
-
-def parse_redis_config(config: Mapping[str, Any] | str | None) -> tuple[str | None, dict[str, Any]]:
-    """Split a Redis config into (URL or None, redis-py keywords).
-
-    Accepts a `redis://`/`rediss://`/`unix://` URL, a dict of redis-py keywords, or a
-    node-redis style dict with `url` (and `database` for `db`).
-
-    Raises:
-        ConfigError: a bad URL scheme or a setting the library must control.
-    """
-    if config is None:
-        return None, {}
-    if isinstance(config, str):
-        url, options = config, {}
-    else:
-        options = dict(config)
-        url = options.pop("url", None)
-    if "database" in options:
-        options["db"] = options.pop("database")
-    if url is not None and urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"Redis URL must start with redis://, rediss:// or unix://, got {url!r}")
-    if options.get("decode_responses"):
-        raise ConfigError("decode_responses must stay off: cached values are read as bytes")
-    return url, options

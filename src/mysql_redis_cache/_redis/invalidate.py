@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ._errors import InvalidArgumentError
-from ._jsvalue import js_string, utf8
+from .._errors import InvalidArgumentError
+from .._node.jsvalue import js_string, utf8
 
 _HASH = re.compile(rb"[0-9a-f]{40}")
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
-from ._errors import InvalidParamError
-from ._jsvalue import js_number, js_string, local_zone, to_instant
+from .._errors import InvalidParamError
+from .jsvalue import js_number, js_string, local_zone, to_instant
 
 _ESCAPE_CHARS = re.compile(r"[\0\b\t\n\r\x1a\"'\\]")
 _ESCAPE_MAP = {

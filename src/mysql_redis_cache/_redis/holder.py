@@ -13,13 +13,13 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.sentinel import Sentinel
 
-from ._config import parse_redis_config
-from ._errors import CacheError, CacheUnavailableError, ConfigError
-from ._jsvalue import utf8
-from ._local import ABSENT, LocalCache
-from ._loopbound import Borrowed, LoopBound
-from ._reader import ClusterReader, CoalescingReader
-from ._stats import CacheStats
+from .._errors import CacheError, CacheUnavailableError, ConfigError
+from .._node.jsvalue import utf8
+from .._stats import CacheStats
+from .._support.loopbound import Borrowed, LoopBound
+from .config import parse_redis_config
+from .local import ABSENT, LocalCache
+from .reader import ClusterReader, CoalescingReader
 
 logger = logging.getLogger("mysql_redis_cache")
 

@@ -11,7 +11,7 @@ import sys
 from itertools import chain
 from typing import Any
 
-from ._json import decode
+from .._node.json import decode
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _ROWS, _SHARED, _DECODED = range(3)

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._errors import InvalidParamError
+from .._errors import InvalidParamError
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -109,7 +109,7 @@ def js_string(value: object) -> str:
 
 @functools.cache
 def _zone_names() -> dict[str, list[str]]:
-    text = resources.files(__package__).joinpath("_tznames.json").read_text("utf-8")
+    text = resources.files(__package__).joinpath("tznames.json").read_text("utf-8")
     names: dict[str, list[str]] = json.loads(text)
     return names
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import redis.exceptions
 
-from ._local import LocalCache
-from ._stats import CacheStats
+from .._stats import CacheStats
+from .local import LocalCache
 
 logger = logging.getLogger("mysql_redis_cache")
 

@@ -11,8 +11,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from ._errors import EncodeError
-from ._jsvalue import SmallFloat, iso_utc, js_number, js_number_value, to_instant
+from .._errors import EncodeError
+from .jsvalue import SmallFloat, iso_utc, js_number, js_number_value, to_instant
 
 # orjson reads integers past 64 bits as floats where json reads them exactly: 20+ digits,
 # or a minus and 19 (below -2**63, as Node writes BIGINT's minimum). Mapping digits and

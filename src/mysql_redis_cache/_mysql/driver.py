@@ -14,7 +14,6 @@ import functools
 import importlib.util
 import os
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 import aiomysql
@@ -22,7 +21,8 @@ import pymysql
 from pymysql.connections import FieldDescriptorPacket, MysqlPacket
 from pymysql.constants import FIELD_TYPE, SERVER_STATUS
 
-from ._errors import ClientClosedError, ConfigError
+from .._errors import ClientClosedError, ConfigError
+from .._node.rows import RawResult
 
 _MARIADB_CLIENT_EXTENDED_METADATA = 8
 _CLIENT_MYSQL = 1  # CLIENT_LONG_PASSWORD in MySQL; MariaDB reads it as "not MariaDB-aware"
@@ -195,19 +195,6 @@ def asyncmy_connection_class() -> type:
             return await super().read_packet(packet_type)
 
     return AsyncmyConnection
-
-
-@dataclass(slots=True)
-class RawResult:
-    """One statement's result: column definitions and undecoded rows, or an OK packet."""
-
-    fields: list[Any]
-    rows: list[tuple[bytes | None, ...]]
-    affected_rows: int = 0
-    insert_id: int = 0
-    server_status: int = 0
-    warning_count: int = 0
-    message: str = ""
 
 
 _INT_DECODERS = dict.fromkeys(
