@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -24,6 +24,12 @@ MYSQL_CONFIG: dict[str, Any] = {
 }
 # A Redis database of its own, flushed around every test.
 REDIS_URL = os.environ.get("MRC_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def stored_keys(client: redis.Redis) -> set[bytes]:
+    """Every key but the invalidation stamps (`mrc:inv:*`) that MRCServer leaves a minute."""
+    keys = cast(list[bytes], client.keys())
+    return {key for key in keys if not key.startswith(b"mrc:inv:")}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

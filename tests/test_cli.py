@@ -11,7 +11,7 @@ import redis
 
 from mysql_redis_cache._cli import DEMO_QUERY, EXIT_UNAVAILABLE, EXIT_USAGE, main
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, stored_keys
 
 MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
 BASE = ["--redis-url", REDIS_URL, "--mysql-url", MYSQL_URL]
@@ -33,7 +33,7 @@ def test_invalidate_drops_and_counts(redis_sync: redis.Redis) -> None:
     """invalidate drops exactly the matching entries and prints the count."""
     seed(redis_sync)
     assert (0, "deleted 1 cache entries\n") == run("invalidate", "StoreId=6")
-    assert 3 == redis_sync.dbsize()
+    assert 3 == len(stored_keys(redis_sync))
 
 
 def test_invalidate_dry_run_and_all(redis_sync: redis.Redis) -> None:
@@ -43,7 +43,7 @@ def test_invalidate_dry_run_and_all(redis_sync: redis.Redis) -> None:
     assert (0, "would delete 0 cache entries\n") == run(
         "invalidate", "StoreId=6", "UserId=2", "--all", "--dry-run"
     )
-    assert 4 == redis_sync.dbsize()
+    assert 4 == len(stored_keys(redis_sync))
 
 
 def test_stats_reports_the_sample(redis_sync: redis.Redis) -> None:

@@ -11,7 +11,7 @@ import redis
 from mysql_redis_cache import DropProgress, InvalidArgumentError, MRCClient, MRCServer
 
 from ._node import run_node
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, stored_keys
 
 Q = "SELECT * FROM orders WHERE store = ? AND user = ?"
 
@@ -37,7 +37,7 @@ async def test_drops_only_whole_segments(
     for key in others:
         redis_sync.set(key, b"keep")
     assert await server.drop_outdated_cache(["StoreId"], [6]) == 2
-    remaining = set(redis_sync.keys())
+    remaining = stored_keys(redis_sync)
     assert keys[(6, 1)].encode() not in remaining
     assert keys[(6, 2)].encode() not in remaining
     assert {
@@ -54,7 +54,7 @@ async def test_or_and_and(client: MRCClient, server: MRCServer, redis_sync: redi
     assert await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1], True) == 1
     assert not redis_sync.exists(keys[(6, 1)])
     assert await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1]) == 2
-    assert {keys[(8, 3)].encode()} == set(redis_sync.keys())
+    assert {keys[(8, 3)].encode()} == stored_keys(redis_sync)
 
 
 async def test_values_convert_like_keys(client: MRCClient, server: MRCServer) -> None:
@@ -64,12 +64,14 @@ async def test_values_convert_like_keys(client: MRCClient, server: MRCServer) ->
     assert await server.drop_outdated_cache(["StoreId", "UserId"], [6.0, True], True) == 1
 
 
-async def test_glob_characters_in_values(client: MRCClient, server: MRCServer) -> None:
+async def test_glob_characters_in_values(
+    client: MRCClient, server: MRCServer, redis_sync: redis.Redis
+) -> None:
     """Values holding glob metacharacters match literally."""
     keys = await seed(client, [("a*", 1), ("ab", 1), ("[a]", 1)])
     assert await server.drop_outdated_cache(["StoreId"], ["a*"]) == 1
     assert await server.drop_outdated_cache(["StoreId"], ["[a]"]) == 1
-    assert len(keys) - 2 == len(await client._redis.client().keys())
+    assert len(keys) - 2 == len(stored_keys(redis_sync))
 
 
 @pytest.mark.parametrize(
@@ -84,7 +86,7 @@ async def test_refusals(
     redis_sync.set("A=1_" + "a" * 40, b"1")
     with pytest.raises(InvalidArgumentError):
         await server.drop_outdated_cache(names, values)
-    assert redis_sync.dbsize() == 1
+    assert len(stored_keys(redis_sync)) == 1
 
 
 @pytest.mark.interop
@@ -105,7 +107,7 @@ async def test_python_drops_node_entries(server: MRCServer, redis_sync: redis.Re
         redis_url=REDIS_URL,
     )
     assert await server.drop_outdated_cache(["StoreId"], [6]) == 1
-    assert redis_sync.dbsize() == 2
+    assert len(stored_keys(redis_sync)) == 2
 
 
 @pytest.mark.interop
@@ -118,7 +120,7 @@ async def test_node_drops_python_entries(client: MRCClient, redis_sync: redis.Re
         redis_url=REDIS_URL,
     )
     assert dropped == 1
-    assert redis_sync.dbsize() == 1
+    assert len(stored_keys(redis_sync)) == 1
 
 
 async def test_dry_run_counts_without_deleting(
@@ -126,9 +128,9 @@ async def test_dry_run_counts_without_deleting(
 ) -> None:
     """dry_run returns what would go and deletes nothing; a key matching two tokens counts once."""
     await seed(client, [(6, 1), (6, 2), (7, 1), (8, 8)])
-    before = redis_sync.dbsize()
+    before = len(stored_keys(redis_sync))
     assert 3 == await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1], dry_run=True)
-    assert before == redis_sync.dbsize()
+    assert before == len(stored_keys(redis_sync))
     assert 3 == await server.drop_outdated_cache(["StoreId", "UserId"], [6, 1])
 
 
@@ -167,5 +169,5 @@ async def test_many_names_use_one_unfiltered_scan(
     assert len(stores) == deleted
     assert {b"cfg:StoreId=1:flags"} | {
         client.get_key_from_query(Q, [99, 2], ["StoreId", "UserId"]).encode()
-    } == set(redis_sync.keys())
-    assert redis_sync.dbsize() + deleted == seen[0]
+    } == stored_keys(redis_sync)
+    assert len(stored_keys(redis_sync)) + deleted == seen[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import cast
 
 import aiomysql
 import pytest
@@ -14,7 +13,7 @@ import redis.asyncio as aioredis
 from mysql_redis_cache import MRCClient, MRCServer
 
 from ._redis_server import redis_cluster, redis_sentinel
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, REDIS_URL, stored_keys
 
 Q = "SELECT ? AS store, ? AS user"
 
@@ -29,7 +28,7 @@ def cluster_keys(ports: list[int]) -> set[bytes]:
     keys: set[bytes] = set()
     for port in ports:
         node = redis.Redis(port=port)
-        keys.update(cast(list[bytes], node.keys()))
+        keys.update(stored_keys(node))
         node.close()
     return keys
 
@@ -82,6 +81,33 @@ async def test_cluster_invalidation_scans_every_primary(
     remaining = cluster_keys(cluster_ports)
     assert 10 - 1 + 1 == len(remaining)
     assert not any(k.startswith(b"StoreId=0_") for k in remaining)
+
+
+@pytest.mark.parametrize("lock_timeout", [None, 5.0], ids=["no-lock", "lock"])
+async def test_cluster_invalidated_fill_is_not_stored(
+    cluster_config: dict[str, object], cluster_ports: list[int], lock_timeout: float | None
+) -> None:
+    """On a cluster too, fills overtaken by an invalidation store nothing; others store."""
+
+    async def slow() -> list[int]:
+        await asyncio.sleep(0.3)
+        return [1]
+
+    async with (
+        MRCClient(MYSQL_CONFIG, cluster_config, lock_timeout=lock_timeout) as client,
+        MRCServer(cluster_config) as server,
+    ):
+        fills = [
+            asyncio.create_task(client.with_cache(slow, Q, [s, 1], ["StoreId", "UserId"]))
+            for s in range(6)
+        ]
+        await asyncio.sleep(0.1)
+        await server.drop_outdated_cache(["StoreId"], [0])
+        await server.drop_outdated_cache(["StoreId"], [1])
+        assert [[1]] * 6 == await asyncio.gather(*fills)
+    assert {client.get_key_from_query(Q, [s, 1], ["StoreId", "UserId"]).encode()
+            for s in range(2, 6)} == cluster_keys(cluster_ports)  # fmt: skip
+    assert 2 == client.stats.refused
 
 
 async def test_sentinel_settings_pass_through(redis_sync: redis.Redis) -> None:

@@ -304,25 +304,35 @@ class MRCClient(AsyncClosing):
     async def _fill(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
     ) -> tuple[Any, bytes | None]:
-        """Compute and store the value for `key` (under the cross-process lock if enabled).
+        """Compute the value for `key` and store it unless an invalidation overtook it.
 
-        Returns the value and its encoded payload, from which joiners decode their copies.
+        Before `fn` runs, the fill marker is set (and, with lock_timeout, the lock taken;
+        another holder's entry is awaited instead). Returns the value and its encoded
+        payload, from which joiners decode their copies.
         """
-        if self._lock_timeout is None:
-            return await self._compute_and_store(key, fn, expiry, json_shaped)
-        lock_key = key + ":lock"  # not a cache key: invalidation never touches it
         token = secrets.token_bytes(16)
-        ttl_ms = max(1, round(self._lock_timeout * 1000))
-        if not await self._cache_op(self._redis.try_lock(lock_key, token, ttl_ms), True):
+        unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
+        lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
+        seen = await self._cache_op(self._redis.begin_fill(key, token, lock_ms), unmarked)
+        if seen is None:  # another process holds the lock
             waited = await self._wait_for_entry(key)
             if waited is not None:
                 self.stats.lock_waits += 1
                 return waited
-            return await self._compute_and_store(key, fn, expiry, json_shaped)
+            seen = await self._cache_op(self._redis.begin_fill(key, token, None), unmarked)
         try:
-            return await self._compute_and_store(key, fn, expiry, json_shaped)
-        finally:
-            await self._cache_op(self._redis.release_lock(lock_key, token), None)
+            result = await fn()
+            payload = encode_rows(result) if json_shaped else encode(result)
+        except BaseException:
+            if seen is not unmarked:
+                await self._cache_op(self._redis.commit_fill(key, token, None, expiry, []), False)
+            raise
+        if seen is not unmarked and not await self._cache_op(
+            self._redis.commit_fill(key, token, payload, expiry, seen or []), True
+        ):
+            self.stats.refused += 1
+            logger.debug("not caching %s: an invalidation or a newer fill overtook it", key)
+        return (result if json_shaped else decode(payload)), payload
 
     async def _wait_for_entry(self, key: str) -> tuple[Any, bytes] | None:
         """Poll for another process's entry for up to lock_timeout: (value, bytes), or None."""
@@ -341,14 +351,6 @@ class MRCClient(AsyncClosing):
     async def _compute(self, fn: Callable[[], Awaitable[Any]], json_shaped: bool) -> Any:
         result = await fn()
         return result if json_shaped else decode(encode(result))
-
-    async def _compute_and_store(
-        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
-    ) -> tuple[Any, bytes]:
-        result = await fn()
-        payload = encode_rows(result) if json_shaped else encode(result)
-        await self._write(key, payload, expiry)
-        return (result if json_shaped else decode(payload)), payload
 
     async def _cache_op[T](self, op: Awaitable[T], fallback: T) -> T:
         """Run a Redis call through the breaker; failing open, return `fallback` on failure.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._redis.holder import RedisConfig, RedisHolder
-from ._redis.invalidate import matches, scan_pattern, tokens_for
+from ._redis.fills import STAMP_REFRESH
+from ._redis.holder import Doomed, RedisConfig, RedisHolder
+from ._redis.invalidate import guarded_entry, matches, scan_pattern, tokens_for
 from ._support.closing import AsyncClosing
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -79,20 +81,32 @@ class MRCServer(AsyncClosing):
         if len(scans) > MAX_FILTERED_SCANS:
             scans = [None]
         counts = DropProgress(total=await self._redis.dbsize() * len(scans))
+        if not dry_run:
+            await self._redis.stamp(tokens)  # before the scan: see _redis/fills.py
+        stamped = time.monotonic()
         for index, token in enumerate(scans):
             earlier = tokens[:index] if token is not None else []
 
-            def doomed(page: list[bytes], earlier: list[bytes] = earlier) -> list[bytes]:
-                return [
-                    key
-                    for key in page
-                    if matches(key, tokens, require_all_match)
-                    and not (earlier and matches(key, earlier, False))
-                ]
+            def doomed(page: list[bytes], earlier: list[bytes] = earlier) -> Doomed:
+                entries: list[bytes] = []
+                others: list[bytes] = []
+                for key in page:
+                    entry = guarded_entry(key)
+                    if matches(entry or key, tokens, require_all_match) and not (
+                        earlier and matches(entry or key, earlier, False)
+                    ):
+                        if entry is None:
+                            entries.append(key)
+                        else:  # a fill marker: its fill must not store, nor what it stored
+                            others += (key, entry)
+                return entries, others
 
             async for picked, deleted in self._redis.sweep(
                 None if token is None else scan_pattern(token), SCAN_COUNT, doomed, dry_run
             ):
+                if not dry_run and time.monotonic() - stamped > STAMP_REFRESH:
+                    await self._redis.stamp(tokens, renew=True)
+                    stamped = time.monotonic()
                 counts.examined = min(counts.examined + SCAN_COUNT, counts.total)
                 counts.matched += picked
                 counts.deleted += deleted

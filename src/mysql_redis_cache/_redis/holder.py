@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,14 +20,24 @@ from .._node.jsvalue import utf8
 from .._stats import CacheStats
 from .._support.loopbound import Borrowed, LoopBound
 from .config import parse_redis_config
+from .fills import (
+    BEGIN,
+    COMMIT,
+    FILL_WINDOW_MS,
+    STAMP_TTL_MS,
+    lock_of,
+    marker_of,
+    stamp_of,
+    stamps_for,
+)
 from .local import ABSENT, LocalCache
 from .reader import ClusterReader, CoalescingReader
 
 logger = logging.getLogger("mysql_redis_cache")
 
 
-# Compare-and-delete: release a lock only while it still holds our token.
-_RELEASE_LOCK = """
+# Compare-and-delete: remove a lock or marker only while it still holds our token.
+_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -41,6 +53,7 @@ _UNREACHABLE = (
     OSError,
 )
 _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
+_SHA1 = {source: hashlib.sha1(source.encode()).hexdigest() for source in (BEGIN, COMMIT, _RELEASE)}
 
 
 def translate(exc: BaseException, action: str = "GET") -> BaseException:
@@ -65,6 +78,9 @@ def redis_errors(action: str) -> Iterator[None]:
     except _FAILURES as exc:
         raise translate(exc, action) from exc
 
+
+# What an invalidation deletes of one SCAN page: entries (counted), other keys (not).
+type Doomed = tuple[list[bytes], list[bytes]]
 
 RedisConfig = Mapping[str, Any] | str | aioredis.Redis | aioredis.RedisCluster | None
 
@@ -169,57 +185,118 @@ class RedisHolder:
         except _FAILURES as exc:
             logger.debug("dropping Redis connections failed: %s", exc)
 
-    async def try_lock(self, key: str, token: bytes, ttl_ms: int) -> bool:
-        """SET key token NX PX ttl: whether this caller now holds the lock."""
-        with redis_errors("SET NX"):
-            return bool(await self.client().set(utf8(key), token, nx=True, px=ttl_ms))
+    async def begin_fill(self, key: str, token: bytes, lock_ms: int | None) -> list[bytes] | None:
+        """Set `key`'s fill marker to `token` (first taking its lock, with `lock_ms`).
 
-    async def release_lock(self, key: str, token: bytes) -> None:
-        with redis_errors("lock release"):
-            await cast(Awaitable[object], self.client().eval(_RELEASE_LOCK, 1, utf8(key), token))
+        Returns the invalidation stamps as they are now, for `commit_fill`; None when
+        another process holds the lock.
+        """
+        raw = utf8(key)
+        stamps = stamps_for(raw)
+        client = self.client()
+        with redis_errors("fill marker"):
+            if isinstance(client, aioredis.RedisCluster):
+                return await _begin_on_cluster(client, raw, stamps, token, lock_ms)
+            seen = await _script(
+                client,
+                BEGIN,
+                [marker_of(raw), lock_of(raw), *stamps],
+                [token, FILL_WINDOW_MS, "" if lock_ms is None else lock_ms],
+            )
+        return None if seen is None else list(seen)
+
+    async def commit_fill(
+        self, key: str, token: bytes, payload: bytes | None, expiry: int, seen: list[bytes]
+    ) -> bool:
+        """Store `payload` if no invalidation overtook the fill; release marker and lock.
+
+        `payload` None only releases them. Returns whether the entry was stored.
+        """
+        raw = utf8(key)
+        local = self._bound.get().reader.local
+        if local is not None:
+            local.invalidate([raw])  # our own writes are seen at once
+        stamps = stamps_for(raw)
+        client = self.client()
+        with redis_errors("SET"):
+            if isinstance(client, aioredis.RedisCluster):
+                return await _commit_on_cluster(client, raw, token, payload, expiry, stamps, seen)
+            stored = await _script(
+                client,
+                COMMIT,
+                [raw, marker_of(raw), lock_of(raw), *stamps],
+                [token, payload or b"", "" if payload is None else expiry, *seen],
+            )
+        return bool(stored)
+
+    async def stamp(self, tokens: list[bytes], renew: bool = False) -> None:
+        """Give each invalidated token's stamp a fresh value, so fills running now see it
+        (`renew`: only extend the stamps' life, while their scan runs)."""
+        client = self.client()
+        commands = [
+            ("PEXPIRE", stamp_of(t), STAMP_TTL_MS)
+            if renew
+            else ("SET", stamp_of(t), secrets.token_bytes(8), "PX", STAMP_TTL_MS)
+            for t in tokens
+        ]
+        with redis_errors("stamp"):
+            if isinstance(client, aioredis.RedisCluster):
+                await asyncio.gather(*(client.execute_command(*c) for c in commands))
+                return
+            async with client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                await pipe.execute()
 
     async def sweep(
         self,
         match: bytes | None,
         count: int,
-        doomed: Callable[[list[bytes]], list[bytes]],
+        doomed: Callable[[list[bytes]], Doomed],
         dry_run: bool,
     ) -> AsyncIterator[tuple[int, int]]:
         """SCAN for `match` (None: every key) and UNLINK what `doomed` picks of each page.
 
-        Each page's UNLINK rides in one pipeline with the next SCAN. Yields
-        (keys picked, keys deleted) per page; memory stays one page.
+        `doomed` returns the entries to delete and count, and other keys to delete
+        uncounted (fill markers). Each page's UNLINKs ride in one pipeline with the next
+        SCAN. Yields (entries picked, entries deleted) per page; memory stays one page.
         """
         client = self.client()
         if isinstance(client, aioredis.RedisCluster):
             async for counts in self._sweep_cluster(client, match, count, doomed, dry_run):
                 yield counts
             return
-        cursor, pending = 0, list[bytes]()
+        cursor, pending, extra = 0, list[bytes](), list[bytes]()
         while True:
             with redis_errors("SCAN/UNLINK"):
                 async with client.pipeline(transaction=False) as pipe:
                     if pending:
                         pipe.unlink(*pending)
+                    if extra:
+                        pipe.unlink(*extra)
                     pipe.scan(cursor, match=match, count=count)
                     replies = await pipe.execute()
             deleted = replies[0] if pending else 0
             cursor, keys = replies[-1]
-            picked = doomed(cast(list[bytes], keys)) if keys else []
+            picked, extra = doomed(cast(list[bytes], keys)) if keys else ([], [])
             pending = [] if dry_run else picked
+            extra = [] if dry_run else extra
             yield len(picked), deleted
             if cursor == 0:
                 break
-        if pending:
+        if pending or extra:
             with redis_errors("UNLINK"):
-                yield 0, await client.unlink(*pending)
+                deleted = await client.unlink(*pending) if pending else 0
+                if extra:
+                    await client.unlink(*extra)
+            yield 0, deleted
 
     async def _sweep_cluster(
         self,
         client: aioredis.RedisCluster,
         match: bytes | None,
         count: int,
-        doomed: Callable[[list[bytes]], list[bytes]],
+        doomed: Callable[[list[bytes]], Doomed],
         dry_run: bool,
     ) -> AsyncIterator[tuple[int, int]]:
         """`sweep` on a cluster: every primary scanned in turn, unlinks grouped per slot."""
@@ -233,17 +310,12 @@ class RedisHolder:
                     # the cluster's SCAN reply maps the node's name to its cursor
                     cursors, keys = await client.execute_command(*args, target_nodes=node)
                 cursor = next(iter(cursors.values()))
-                picked = doomed(cast(list[bytes], keys)) if keys else []
+                picked, extra = doomed(cast(list[bytes], keys)) if keys else ([], [])
                 deleted = 0
-                if picked and not dry_run:
-                    by_slot: dict[int, list[bytes]] = {}
-                    for key in picked:
-                        by_slot.setdefault(client.keyslot(key), []).append(key)
+                if not dry_run:
                     with redis_errors("UNLINK"):
-                        counts = await asyncio.gather(
-                            *(client.unlink(*group) for group in by_slot.values())
-                        )
-                    deleted = sum(counts)
+                        deleted = await _unlink_per_slot(client, picked)
+                        await _unlink_per_slot(client, extra)
                 yield len(picked), deleted
                 if cursor == 0:
                     break
@@ -258,6 +330,68 @@ class RedisHolder:
 
     async def close(self) -> None:
         await self._bound.close()
+
+
+async def _unlink_per_slot(client: aioredis.RedisCluster, keys: list[bytes]) -> int:
+    """UNLINK `keys` on a cluster, one command per slot; the number deleted."""
+    by_slot: dict[int, list[bytes]] = {}
+    for key in keys:
+        by_slot.setdefault(client.keyslot(key), []).append(key)
+    counts = await asyncio.gather(*(client.unlink(*group) for group in by_slot.values()))
+    return sum(counts)
+
+
+async def _script(client: Any, source: str, keys: list[bytes], args: list[Any]) -> Any:
+    """EVALSHA `source`, loading it on the first NOSCRIPT."""
+    try:
+        return await client.evalsha(_SHA1[source], len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        return await client.eval(source, len(keys), *keys, *args)
+
+
+async def _begin_on_cluster(
+    client: aioredis.RedisCluster,
+    key: bytes,
+    stamps: list[bytes],
+    token: bytes,
+    lock_ms: int | None,
+) -> list[bytes] | None:
+    """BEGIN on a cluster, where the marker, lock and stamps live in different slots."""
+    if lock_ms is not None and not await client.set(lock_of(key), token, nx=True, px=lock_ms):
+        return None
+    await client.set(marker_of(key), token, px=FILL_WINDOW_MS)
+    seen = cast(list[bytes | None], await asyncio.gather(*map(client.get, stamps)))
+    return [value or b"" for value in seen]
+
+
+async def _commit_on_cluster(
+    client: aioredis.RedisCluster,
+    key: bytes,
+    token: bytes,
+    payload: bytes | None,
+    expiry: int,
+    stamps: list[bytes],
+    seen: list[bytes],
+) -> bool:
+    """COMMIT on a cluster: check, store, check again and undo the store if overtaken.
+
+    Not atomic: an invalidation that deletes the entry between the store and the
+    second check, and the marker after it, leaves the entry (see the README).
+    """
+
+    async def intact() -> bool:
+        now = await asyncio.gather(client.get(marker_of(key)), *map(client.get, stamps))
+        return now[0] == token and [value or b"" for value in now[1:]] == seen
+
+    stored = False
+    if payload is not None and await intact():
+        await client.set(key, payload, ex=expiry)
+        stored = await intact()
+        if not stored:
+            await client.delete(key)
+    for held in (marker_of(key), lock_of(key)):
+        await _script(client, _RELEASE, [held], [token])
+    return stored
 
 
 @dataclass(slots=True)

@@ -1,0 +1,90 @@
+"""Fills that an invalidation overtakes are not stored.
+
+A fill (a miss computing its entry) sets a marker `<key>:fill` holding its own token
+before its query runs, and stores the entry only if the marker still holds that token,
+in the same script that removes it. An invalidation deletes the markers of the keys it
+matches (Node's `dropOutdatedCache` does too: it deletes every key containing
+`Name=value`), so a fill that read its rows before the invalidation finds its marker gone.
+
+A SCAN can miss a key written while it runs, so a fill that stored its entry during a
+long invalidation scan, behind the scan's cursor, would escape. `MRCServer` therefore
+also stamps each `Name=value` it invalidates (`mrc:inv:<sha1>`, a fresh random value)
+before it scans, and keeps the stamps alive until the scan ends; a fill reads the stamps
+of every token its key could be invalidated by when it sets its marker, and stores
+nothing if one changed. A fill that stores after the scan ended needs no stamp: the scan
+deleted its marker.
+
+A marker expires after FILL_WINDOW (a fill still running then is not stored), a stamp
+STAMP_TTL after its scan. Nothing ever waits on a marker: a later fill writes its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+FILL_WINDOW_MS = 3_600_000  # a fill slower than this is returned but not stored
+STAMP_TTL_MS = 60_000
+STAMP_REFRESH = 20.0  # seconds between renewals of the stamps while a scan runs
+MARKER_SUFFIX = b":fill"
+LOCK_SUFFIX = b":lock"
+STAMP_PREFIX = b"mrc:inv:"
+_MAX_SEGMENTS = 16  # past this, a key's stamps are not read (the marker still guards it)
+
+# KEYS: marker, lock, stamps...; ARGV: token, marker ttl ms, lock ttl ms or ''.
+# Returns nil when another process holds the lock, else the stamps as seen ('' if none).
+BEGIN = """
+if ARGV[3] ~= '' and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  return false
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local seen = {}
+for i = 3, #KEYS do seen[#seen + 1] = redis.call('GET', KEYS[i]) or '' end
+return seen
+"""
+
+# KEYS: entry, marker, lock, stamps...; ARGV: token, payload, expiry s ('' to store
+# nothing), stamps as BEGIN saw them. Releases our marker and lock; returns 1 if stored.
+COMMIT = """
+local ours = redis.call('GET', KEYS[2]) == ARGV[1]
+if ours then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+if not ours or ARGV[3] == '' then return 0 end
+for i = 4, #KEYS do
+  if (redis.call('GET', KEYS[i]) or '') ~= ARGV[i] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def marker_of(key: bytes) -> bytes:
+    return key + MARKER_SUFFIX
+
+
+def lock_of(key: bytes) -> bytes:
+    return key + LOCK_SUFFIX
+
+
+def stamp_of(token: bytes) -> bytes:
+    """The stamp key of an invalidation token `Name=value` (hashed: values can be long)."""
+    return STAMP_PREFIX + hashlib.sha1(token).hexdigest().encode()
+
+
+def stamps_for(key: bytes) -> list[bytes]:
+    """The stamp keys of every token that could invalidate `key`.
+
+    An invalidation token matches when `_token_` is a run of the key's `_`-separated
+    segments, and values may hold `_`, so every run that starts with `Name=` counts.
+    """
+    if len(key) <= 41 or b"=" not in key:
+        return []
+    segments = key[:-41].split(b"_")
+    if len(segments) > _MAX_SEGMENTS:
+        return []
+    stamps = []
+    for start, first in enumerate(segments):
+        if first.find(b"=") <= 0:
+            continue
+        for end in range(start + 1, len(segments) + 1):
+            stamps.append(stamp_of(b"_".join(segments[start:end])))
+    return stamps
