@@ -90,6 +90,56 @@ def test_redis_config(config: Any, expected: tuple[str | None, dict[str, Any]]) 
     assert expected == parse_redis_config(config)
 
 
+BAD_REDIS: list[tuple[Any, str]] = [
+    ("reddis://h", "must start with redis://"),
+    ("redis://:@/", "names no host"),
+    ("redis:/127.0.0.1:6379/5", "names no host"),
+    ("redis://127.0.0.1:6379/abc", "must be a database number, got 'abc'"),
+    ("redis://127.0.0.1:99999/0", "bad port"),
+    ("redis://h/0?bogus=1", "unknown Redis URL option 'bogus'"),
+    ("redis://h/0?socket_timeout=soon", "bad value 'soon' for Redis URL option 'socket_timeout'"),
+    ("redis://h/0?decode_responses=True", "decode_responses must stay off"),
+    ("unix://", "names no socket path"),
+    ({"hostt": "h"}, "unknown Redis config keys: \\['hostt'\\]"),
+    ({"socket_timout": 1}, "unknown Redis config keys: \\['socket_timout'\\]"),
+    ({"decode_responses": True}, "decode_responses must stay off"),
+    ({"url": "redis://h/5", "cluster": True}, "only database 0"),
+    ({"host": "h", "db": 2, "cluster": True}, "only database 0"),
+    (42, "must be a URL, a dict"),
+]
+
+
+@pytest.mark.parametrize(("config", "message"), BAD_REDIS, ids=[repr(c) for c, _ in BAD_REDIS])
+def test_bad_redis_config(config: Any, message: str) -> None:
+    """Malformed URLs and unknown keys raise ConfigError naming the part, at construction."""
+    with pytest.raises(ConfigError, match=message):
+        parse_redis_config(config)
+
+
+GOOD_REDIS_URLS = [
+    "redis://h",
+    "redis://h/",
+    "redis://user:pw@h:6380/15?socket_timeout=0.5&client_name=svc",
+    "rediss://h:6380/0?ssl_cert_reqs=none&ssl_check_hostname=false",
+    "unix:///run/redis.sock?db=3",
+    "redis://[::1]:6379/1",
+]
+
+
+@pytest.mark.parametrize("url", GOOD_REDIS_URLS)
+def test_good_redis_urls_pass(url: str) -> None:
+    """Well-formed URLs with the options redis-py knows are accepted as they are."""
+    assert (url, {}) == parse_redis_config(url)
+
+
+def test_cluster_accepts_its_own_keywords() -> None:
+    """RedisCluster's keywords are known when cluster is on, and only then."""
+    options = {"host": "h", "cluster": True, "read_from_replicas": True}
+    assert (None, options) == parse_redis_config(options)
+    with pytest.raises(ConfigError, match="read_from_replicas"):
+        parse_redis_config({"host": "h", "read_from_replicas": True})
+
+
 def test_bad_redis_url() -> None:
     """A non-Redis URL raises ConfigError."""
     with pytest.raises(ConfigError):
