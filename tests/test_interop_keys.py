@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from mysql_redis_cache import MRCClient
+from mysql_redis_cache import InvalidParamError, MRCClient
 from mysql_redis_cache._node.json import encode
 from mysql_redis_cache._node.keys import _BUILT, _BUILT_MAX, build_checked_key
+from mysql_redis_cache._node.sql import format_query
 
 from ._node import run_node, tag
 
@@ -156,10 +157,15 @@ FORMAT_CASES: dict[str, tuple[str, list[Any]]] = {
 
 @pytest.mark.parametrize("case", FORMAT_CASES.values(), ids=FORMAT_CASES.keys())
 def test_sql_text_matches_mysql2(client: MRCClient, case: tuple[str, list[Any]]) -> None:
-    """The SQL sent equals mysql2's pool.format() for the same query and params."""
+    """The SQL text equals mysql2's pool.format(); the client refuses unfilled placeholders."""
     query, params = case
     [expected] = run_node([{"op": "format", "query": query, "params": tag(params)}])
-    assert expected == client.format_query(query, params)
+    assert expected == format_query(query, params)
+    if query == "SELECT ?, ?" and len(params) == 1:
+        with pytest.raises(InvalidParamError, match="more \\? placeholders than the 1 params"):
+            client.format_query(query, params)
+    else:
+        assert expected == client.format_query(query, params)
 
 
 @pytest.mark.parametrize("timezone_option", ["Z", "+05:30", "-08:00"])

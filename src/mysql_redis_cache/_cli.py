@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any, TextIO
 
 from ._client import MRCClient
@@ -194,6 +195,9 @@ async def _demo_call(client: MRCClient, out: TextIO, label: str) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mrc", description="Inspect and invalidate the MySQL query cache in Redis."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('actvalue.mysql-redis-cache')}"
     )
     parser.add_argument(
         "--redis-url",

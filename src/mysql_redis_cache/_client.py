@@ -25,7 +25,8 @@ from ._errors import (
 from ._mysql.config import parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
 from ._node.json import decode, encode, encode_rows
-from ._node.keys import build_checked_key, build_key
+from ._node.keys import build_checked_key, build_key, check_params
+from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
 from ._node.rows import shape
 from ._node.sql import format_query
 from ._redis.breaker import Breaker
@@ -53,6 +54,31 @@ def _ttl_with_jitter(ttl: int) -> int:
     """The Node library's expiry: ttl ± 10 %, rounded as JS Math.round does."""
     _check_ttl(ttl)
     return max(1, ttl + math.floor(ttl * (random.random() * 0.2 - 0.1) + 0.5))
+
+
+# What the 0.x port exposed, and what to use instead.
+_REMOVED_IN_1_0 = {
+    "mysql_pool": "call get_mysql_pool()",
+    "redis_client": "pass your redis.asyncio.Redis as redis_config instead",
+    "mysql_config": "keep your own copy of the config",
+    "redis_config": "keep your own copy of the config",
+    "_connect_mysql": "connections open on first use; call get_mysql_pool()",
+    "_connect_redis": "connections open on first use",
+    "_normalize_row": "rows come back in Node's JSON shape from query_to_promise()",
+    "_parse_connection_string": "pass the mysql:// URL as mysql_config",
+}
+
+
+def _removed(name: str) -> property:
+    """A property that says what replaced a 0.x attribute, on read and on assignment."""
+
+    def fail(*_: object) -> Any:
+        raise AttributeError(
+            f"MRCClient.{name} was removed in 1.0: {_REMOVED_IN_1_0[name]} "
+            "(see docs/migrating-from-0.x.md)"
+        )
+
+    return property(fail, fail)
 
 
 class MRCClient(AsyncClosing):
@@ -88,9 +114,23 @@ class MRCClient(AsyncClosing):
             report arrives; if that channel breaks, the local cache is emptied. Not for
             Redis Cluster.
         local_cache_ttl: the longest an entry stays in the local cache, in seconds.
+        paramstyle: 'qmark' (default): `?` placeholders, as in Node; a query written with
+            `%s` is refused with a hint. 'format': `%s` placeholders (the 0.x port's
+            style) are rewritten to `?` before the query is formatted or hashed, so its
+            keys are the ones Node builds for the `?` query.
 
     Connections open on first use; `async with` (or `close()`) closes both.
     """
+
+    # the 0.x port's attributes: reading or assigning one says what replaced it
+    mysql_pool = _removed("mysql_pool")
+    redis_client = _removed("redis_client")
+    mysql_config = _removed("mysql_config")
+    redis_config = _removed("redis_config")
+    _connect_mysql = _removed("_connect_mysql")
+    _connect_redis = _removed("_connect_redis")
+    _normalize_row = _removed("_normalize_row")
+    _parse_connection_string = _removed("_parse_connection_string")
 
     def __init__(
         self,
@@ -105,7 +145,11 @@ class MRCClient(AsyncClosing):
         mysql_driver: str = "auto",
         local_cache: int | None = None,
         local_cache_ttl: float = 60.0,
+        paramstyle: str = "qmark",
     ) -> None:
+        if paramstyle not in PARAMSTYLES:
+            raise ConfigError(f"paramstyle must be one of {PARAMSTYLES}, got {paramstyle!r}")
+        self._paramstyle = paramstyle
         if local_cache is not None and (type(local_cache) is not int or local_cache <= 0):
             raise ConfigError(f"local_cache must be a positive int of bytes, got {local_cache!r}")
         for name, value in (
@@ -168,8 +212,27 @@ class MRCClient(AsyncClosing):
         )
 
     def format_query(self, query: str, params: Sequence[object] | None = None) -> str:
-        """The SQL text sent for `query` and `params`, formatted as mysql2 does."""
-        return format_query(query, params, self._cast.timezone)
+        """The SQL text sent for `query` and `params`, formatted as mysql2 does.
+
+        Raises:
+            InvalidParamError: a param cannot be formatted, params that are not a list,
+                or fewer params than `?` placeholders.
+            InvalidArgumentError: `%s` placeholders (see `paramstyle`).
+        """
+        return format_query(
+            self._text(query, params, True), params, self._cast.timezone, strict=True
+        )
+
+    def _text(self, query: str, params: object, runs_sql: bool) -> str:
+        """The query text to format and hash, after checking params and paramstyle."""
+        if params is not None and type(params) is not list:
+            check_params(params)
+        if "%" in query and params is not None:
+            if self._paramstyle == "format":
+                return format_to_qmark(query)
+            if runs_sql and params:
+                refuse_percent_placeholders(query)
+        return query
 
     async def query_to_promise(self, query: str, params: Sequence[object] | None = None) -> Any:
         """Run a query without the cache and return what the cache would store for it.
@@ -181,7 +244,9 @@ class MRCClient(AsyncClosing):
             QueryError: MySQL failed (the driver error is the cause).
             InvalidParamError: a param cannot be formatted.
         """
-        sql = self.format_query(query, params)
+        return await self._run(self.format_query(query, params))
+
+    async def _run(self, sql: str) -> Any:
         try:
             async with self.get_mysql_pool().acquire() as conn:
                 results = await self._driver.run_raw(conn, sql)
@@ -202,7 +267,7 @@ class MRCClient(AsyncClosing):
         Raises:
             InvalidArgumentError: more params than names (unnamed params would share keys).
         """
-        return build_key(query, params, param_names)
+        return build_key(self._text(query, params, False), params, param_names)
 
     async def read_from_cache(
         self,
@@ -244,7 +309,8 @@ class MRCClient(AsyncClosing):
         The result is returned in its cached (JSON) shape on a miss too, so a miss and
         the hit after it give equal values.
         """
-        return await self._with_cache(fn, query, params, param_names, ttl, json_shaped=False)
+        text = self._text(query, params, False)
+        return await self._with_cache(fn, text, params, param_names, ttl, json_shaped=False)
 
     async def query_with_cache(
         self,
@@ -255,10 +321,12 @@ class MRCClient(AsyncClosing):
     ) -> Any:
         """Return the query's rows from the cache, or from MySQL (and cache them)."""
 
-        async def run() -> Any:
-            return await self.query_to_promise(query, params)
+        text = self._text(query, params, True)
 
-        return await self._with_cache(run, query, params, param_names, ttl, json_shaped=True)
+        async def run() -> Any:
+            return await self._run(format_query(text, params, self._cast.timezone, strict=True))
+
+        return await self._with_cache(run, text, params, param_names, ttl, json_shaped=True)
 
     async def _with_cache(
         self,

@@ -133,6 +133,11 @@ def parse_mysql_config(config: Mapping[str, Any] | str) -> MySQLSettings:
         if "db" in options:
             raise ConfigError("give either 'database' or 'db', not both")
         options["db"] = options.pop("database")
+    if "minsize" in options:
+        raise ConfigError(
+            "minsize is not supported (the 0.x option): the pool opens connections on demand, "
+            "up to connectionLimit (or maxsize); remove minsize"
+        )
     pool_size = options.pop("connectionLimit", options.pop("maxsize", 10))
     if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
         raise ConfigError(f"connectionLimit must be a positive int, got {pool_size!r}")

@@ -6,7 +6,7 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from .._errors import InvalidArgumentError
+from .._errors import InvalidArgumentError, InvalidParamError
 from .jsvalue import js_string, utf8
 
 
@@ -14,6 +14,25 @@ from .jsvalue import js_string, utf8
 def query_hash(query: str) -> str:
     """Hex SHA-1 of the query text as Node hashes it (UTF-8); services reuse few queries."""
     return hashlib.sha1(utf8(query)).hexdigest()
+
+
+def check_params(params: object) -> None:
+    """Refuse params that are not a list (or another sequence) of values.
+
+    Raises:
+        InvalidParamError: a dict (`%(name)s` habit), a string, or a single value.
+    """
+    if params is None or type(params) is list or type(params) is tuple:
+        return
+    if isinstance(params, Mapping):
+        raise InvalidParamError(
+            "params must be a list, not a dict: write ? for each value and pass the values "
+            "in order, with param_names naming them"
+        )
+    if isinstance(params, str | bytes | bytearray) or not isinstance(params, Sequence):
+        raise InvalidParamError(
+            f"params must be a list of values, got {type(params).__name__} {params!r:.40}"
+        )
 
 
 def check_names(params: Sequence[object] | None, names: Sequence[str]) -> None:

@@ -27,7 +27,7 @@ _ESCAPE_MAP = {
     "\\": "\\\\",
 }
 _TZ_OFFSET = re.compile(r"([+\-\s])(\d\d):?(\d\d)?")
-_MAY_OPEN_CONTEXT = frozenset("'\"`#-/")
+MAY_OPEN_CONTEXT = frozenset("'\"`#-/")
 _SET_CLAUSE_TERMINATORS = (
     "where", "order", "group", "having", "limit", "union", "returning",
     "into", "for", "lock", "offset", "window", "procedure", "on",
@@ -127,7 +127,7 @@ def _is_word_char(ch: str) -> bool:
     return ch != "" and (ch.isascii() and (ch.isalnum() or ch == "_"))
 
 
-def _skip_context(sql: str, position: int) -> int:
+def skip_context(sql: str, position: int) -> int:
     """End of the quoted string or comment opening at `position`, or -1 when none opens."""
     ch = sql[position]
     length = len(sql)
@@ -177,8 +177,8 @@ def _next_placeholder(sql: str, start: int) -> int:
         ch = sql[position]
         if ch == "?":
             return position
-        if ch in _MAY_OPEN_CONTEXT:
-            end = _skip_context(sql, position)
+        if ch in MAY_OPEN_CONTEXT:
+            end = skip_context(sql, position)
             if end != -1:
                 position = end
                 continue
@@ -205,8 +205,8 @@ def _find_set_keyword(sql: str, start: int) -> int:
     length = len(sql)
     while position < length:
         ch = sql[position]
-        if ch in _MAY_OPEN_CONTEXT:
-            end = _skip_context(sql, position)
+        if ch in MAY_OPEN_CONTEXT:
+            end = skip_context(sql, position)
             if end != -1:
                 position = end
                 continue
@@ -230,8 +230,8 @@ def _in_assignment_list(sql: str, set_end: int, placeholder: int) -> bool:
     position = set_end
     while position < placeholder:
         ch = sql[position]
-        if ch in _MAY_OPEN_CONTEXT:
-            end = _skip_context(sql, position)
+        if ch in MAY_OPEN_CONTEXT:
+            end = skip_context(sql, position)
             if end != -1:
                 position = end
                 saw_content, last_was_comma = True, False
@@ -298,11 +298,18 @@ class _SetAssignmentTest:
         )
 
 
-def format_query(sql: str, params: Sequence[object] | None, timezone: str = "local") -> str:
+def format_query(
+    sql: str, params: Sequence[object] | None, timezone: str = "local", *, strict: bool = False
+) -> str:
     """Substitute `params` into `sql` exactly as mysql2's `pool.format(sql, params)` does.
 
+    mysql2 leaves placeholders it has no param for in the text; `strict` refuses them
+    instead (surplus params are ignored either way: Node keys may name more params
+    than the query uses).
+
     Raises:
-        InvalidParamError: a param of a type mysql2 has no counterpart for.
+        InvalidParamError: a param of a type mysql2 has no counterpart for; with
+            `strict`, fewer params than placeholders.
     """
     if params is None:
         return sql
@@ -335,7 +342,23 @@ def format_query(sql: str, params: Sequence[object] | None, timezone: str = "loc
         chunk_start = end
         index += 1
         placeholder = _next_placeholder(sql, end)
+    if strict and placeholder != -1:
+        _refuse_unfilled(sql, placeholder, index)
     if chunk_start == 0:
         return sql
     result.append(sql[chunk_start:])
     return "".join(result)
+
+
+def _refuse_unfilled(sql: str, placeholder: int, given: int) -> None:
+    """Raise if a real placeholder (not `???`) remains at or after `placeholder`."""
+    while placeholder != -1:
+        end = placeholder + 1
+        while _char(sql, end) == "?":
+            end += 1
+        if end - placeholder <= 2:
+            raise InvalidParamError(
+                f"the query has more ? placeholders than the {given} params given; mysql2 "
+                "would send the rest as a literal ?"
+            )
+        placeholder = _next_placeholder(sql, end)
