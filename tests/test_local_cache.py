@@ -228,7 +228,7 @@ def cache_of(max_bytes: int, max_age: float = 60) -> LocalCache:
 
 def fill(cache: LocalCache, entries: dict[bytes, bytes]) -> None:
     cache.begin_read()
-    cache.end_read(list(entries), list(entries.values()))
+    cache.end_read(list(entries), list(entries.values()), [-1] * len(entries))
 
 
 def test_invalidation_during_a_read_keeps_its_reply_out() -> None:
@@ -236,12 +236,12 @@ def test_invalidation_during_a_read_keeps_its_reply_out() -> None:
     cache = cache_of(MiB)
     cache.begin_read()
     cache.invalidate([b"k"])
-    cache.end_read([b"k", b"other"], [b'"old"', b'"fine"'])
+    cache.end_read([b"k", b"other"], [b'"old"', b'"fine"'], [-1, -1])
     assert ABSENT is cache.value(b"k")
     assert "fine" == cache.value(b"other")
     cache.begin_read()
     cache.invalidate(None)  # FLUSHDB while reading
-    cache.end_read([b"k"], [b'"old"'])
+    cache.end_read([b"k"], [b'"old"'], [-1])
     assert ABSENT is cache.value(b"k")
     assert 0 == len(cache)
 

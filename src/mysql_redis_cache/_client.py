@@ -12,9 +12,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from ._errors import (
     CacheError,
     CacheUnavailableError,
@@ -24,12 +21,12 @@ from ._errors import (
 )
 from ._mysql.config import parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
-from ._node.json import decode, encode, encode_rows
+from ._node.json import TooDeep, decode, encode, encode_rows
 from ._node.keys import build_checked_key, build_key, check_params
 from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
 from ._node.rows import shape
 from ._node.sql import format_query
-from ._redis.breaker import Breaker
+from ._redis.breaker import Breaker, BreakerOpen
 from ._redis.copies import Template, template_of
 from ._redis.holder import RedisConfig, RedisHolder
 from ._redis.local import ABSENT
@@ -40,6 +37,9 @@ from ._support.loopbound import Borrowed, LoopBound
 logger = logging.getLogger("mysql_redis_cache")
 
 DEFAULT_TTL = 86400
+# An entry is read whole by every hit, in Node too: past this size caching costs more than
+# it saves, and a single reply that large holds up every read queued behind it.
+DEFAULT_MAX_ENTRY_BYTES = 16 * 2**20
 _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
@@ -97,9 +97,11 @@ class MRCClient(AsyncClosing):
             the ones Node writes for the same query.
         fail_open: when Redis fails or cannot be reached, serve from MySQL (or `fn`)
             and log once per outage. False raises CacheError instead.
-        redis_timeout: connect and command timeout for Redis, in seconds, unless the
-            Redis config sets its own. redis-py's retries are off unless configured:
-            the circuit breaker handles outages.
+        redis_timeout: connect timeout for Redis, and the longest Redis may stay silent
+            while answering, in seconds, unless the Redis config sets its own. A command
+            whose connection turns out dead (a restart, CLIENT KILL, an idle timeout) is
+            sent once more on a new connection; only a second failure, or a timeout,
+            opens the circuit breaker.
         breaker_cooldown: after a Redis failure, skip Redis for this many seconds, then
             let one call probe it.
         mysql_driver: 'auto' (asyncmy when installed, else aiomysql), 'aiomysql' or
@@ -114,6 +116,9 @@ class MRCClient(AsyncClosing):
             report arrives; if that channel breaks, the local cache is emptied. Not for
             Redis Cluster.
         local_cache_ttl: the longest an entry stays in the local cache, in seconds.
+        max_entry_bytes: results whose JSON is larger (16 MiB by default) are returned but
+            not cached, counted in `stats.oversized`; None for no limit. Larger entries
+            written by Node or `write_to_cache` are still read.
         paramstyle: 'qmark' (default): `?` placeholders, as in Node; a query written with
             `%s` is refused with a hint. 'format': `%s` placeholders (the 0.x port's
             style) are rewritten to `?` before the query is formatted or hashed, so its
@@ -146,12 +151,15 @@ class MRCClient(AsyncClosing):
         local_cache: int | None = None,
         local_cache_ttl: float = 60.0,
         paramstyle: str = "qmark",
+        max_entry_bytes: int | None = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
         if paramstyle not in PARAMSTYLES:
             raise ConfigError(f"paramstyle must be one of {PARAMSTYLES}, got {paramstyle!r}")
         self._paramstyle = paramstyle
-        if local_cache is not None and (type(local_cache) is not int or local_cache <= 0):
-            raise ConfigError(f"local_cache must be a positive int of bytes, got {local_cache!r}")
+        for name, size in (("local_cache", local_cache), ("max_entry_bytes", max_entry_bytes)):
+            if size is not None and (type(size) is not int or size <= 0):
+                raise ConfigError(f"{name} must be a positive int of bytes, got {size!r}")
+        self._max_entry_bytes = max_entry_bytes
         for name, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
@@ -180,7 +188,6 @@ class MRCClient(AsyncClosing):
             {
                 "socket_timeout": redis_timeout,
                 "socket_connect_timeout": redis_timeout,
-                "retry": Retry(NoBackoff(), 0),
             },
             self.stats,
             None if local_cache is None else (local_cache, local_cache_ttl),
@@ -395,12 +402,29 @@ class MRCClient(AsyncClosing):
             if seen is not unmarked:
                 await self._cache_op(self._redis.commit_fill(key, token, None, expiry, []), False)
             raise
-        if seen is not unmarked and not await self._cache_op(
+        value = result if json_shaped else decode(payload)
+        if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
+            self._oversized(key, len(payload))
+            if seen is not unmarked:
+                await self._cache_op(self._redis.commit_fill(key, token, None, expiry, []), False)
+        elif seen is not unmarked and not await self._cache_op(
             self._redis.commit_fill(key, token, payload, expiry, seen or []), True
         ):
             self.stats.refused += 1
             logger.debug("not caching %s: an invalidation or a newer fill overtook it", key)
-        return (result if json_shaped else decode(payload)), payload
+        return value, payload
+
+    def _oversized(self, key: str, size: int) -> None:
+        self.stats.oversized += 1
+        level = logging.DEBUG if self.stats.oversized > 1 else logging.INFO
+        logger.log(
+            level,
+            "not caching %s: its %d bytes of JSON pass max_entry_bytes (%d); "
+            "further ones are logged at DEBUG",
+            key,
+            size,
+            self._max_entry_bytes,
+        )
 
     async def _wait_for_entry(self, key: str) -> tuple[Any, bytes] | None:
         """Poll for another process's entry for up to lock_timeout: (value, bytes), or None."""
@@ -432,7 +456,7 @@ class MRCClient(AsyncClosing):
                 op.close()
             if self._fail_open:
                 return fallback
-            raise CacheUnavailableError("Redis is unavailable: circuit breaker open")
+            raise BreakerOpen("Redis is unavailable: circuit breaker open")
         try:
             value = await op
         except CacheError as exc:
@@ -442,12 +466,16 @@ class MRCClient(AsyncClosing):
 
     async def _cache_failed[T](self, exc: CacheError, fallback: T) -> T:
         """Count a Redis failure; open the breaker if Redis is unreachable; fail open or raise."""
-        self.stats.errors += 1
-        if isinstance(exc, CacheUnavailableError):
+        if isinstance(exc, BreakerOpen):  # Redis was not asked
+            self.stats.skipped += 1
+        elif isinstance(exc, CacheUnavailableError):
+            self.stats.errors += 1
             self._breaker.failure(exc)
             await self._redis.drop_connections()  # none of them may be reused after this
-        elif self._fail_open:
-            logger.warning("Redis error, served without the cache: %s", exc)
+        else:
+            self.stats.errors += 1
+            if self._fail_open:
+                logger.warning("Redis error, served without the cache: %s", exc)
         if not self._fail_open:
             raise exc
         return fallback
@@ -474,6 +502,8 @@ class MRCClient(AsyncClosing):
         if raw:
             try:
                 value = self._decode(raw)
+            except TooDeep:
+                logger.info("cache entry %s nests too deeply for Python; a miss", key)
             except ValueError:
                 self.stats.corrupt += 1
                 logger.warning("cache entry %s is not JSON; treating it as a miss", key)

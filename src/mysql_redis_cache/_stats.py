@@ -18,6 +18,7 @@ class CacheStats:
     coalesced: reads that shared a round trip to Redis with other callers' reads.
     corrupt: entries that were not JSON, treated as misses and overwritten.
     lock_waits: calls that waited on another process's lock and got its result.
+    oversized: fills not stored because their JSON was larger than max_entry_bytes.
     refused: fills whose result was returned but not stored, because an invalidation of
         their key (or a newer fill of it) overtook them while they ran.
     """
@@ -33,6 +34,7 @@ class CacheStats:
     corrupt: int = 0
     lock_waits: int = 0
     refused: int = 0
+    oversized: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict, e.g. for a metrics exporter."""

@@ -177,12 +177,34 @@ def encode_rows(rows: object) -> bytes:
     return encode(rows)
 
 
+class TooDeep(ValueError):
+    """JSON that JSON.parse accepts but that nests deeper than Python can decode."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # JSON.parse refuses NaN and Infinity
+
+
 def decode(raw: bytes) -> Any:
-    """Decode a cached entry; raises ValueError when it is not JSON."""
+    """Decode a cached entry as JSON.parse does the string node-redis reads.
+
+    Raises:
+        TooDeep: valid JSON nested past Python's recursion limit.
+        ValueError: anything JSON.parse rejects (including a BOM, NaN, Infinity).
+    """
     fast = _orjson()
     if fast is not None and _TWENTY_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
         try:
             return fast.loads(raw)
         except fast.JSONDecodeError:
-            pass  # what orjson refuses (e.g. lone surrogates), the stdlib may still read
-    return json.loads(raw)
+            pass  # orjson refuses lone surrogates, invalid UTF-8 and deep nesting
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ValueError("a BOM before JSON")  # json.loads skips it, JSON.parse does not
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        text = raw.decode(errors="replace")  # as Buffer.toString() hands it to JSON.parse
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise TooDeep("JSON nested too deeply for Python") from exc

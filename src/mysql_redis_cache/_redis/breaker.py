@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
+from .._errors import CacheUnavailableError
+
 logger = logging.getLogger("mysql_redis_cache")
+
+
+class BreakerOpen(CacheUnavailableError):
+    """Redis was not asked: the circuit breaker is open, or the read ahead failed."""
 
 
 class Breaker:

@@ -33,8 +33,9 @@ _MAX_SEGMENTS = 16  # past this, a key's stamps are not read (the marker still g
 # KEYS: marker, lock, stamps...; ARGV: token, marker ttl ms, lock ttl ms or ''.
 # Returns nil when another process holds the lock, else the stamps as seen ('' if none).
 BEGIN = """
-if ARGV[3] ~= '' and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]) then
-  return false
+if ARGV[3] ~= '' and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3])
+    and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return false  -- held by another (ours already when this is a retry on a new connection)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local seen = {}

@@ -13,7 +13,9 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 from .._errors import CacheError, CacheUnavailableError, ConfigError
 from .._node.jsvalue import utf8
@@ -53,6 +55,7 @@ _UNREACHABLE = (
     OSError,
 )
 _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
+LARGE_WRITE = 2**20  # bytes
 _SHA1 = {source: hashlib.sha1(source.encode()).hexdigest() for source in (BEGIN, COMMIT, _RELEASE)}
 
 
@@ -71,12 +74,19 @@ def translate(exc: BaseException, action: str = "GET") -> BaseException:
 
 
 @contextmanager
-def redis_errors(action: str) -> Iterator[None]:
-    """Re-raise redis-py's errors as `translate` gives them."""
+def redis_errors(action: str, size: int = 0) -> Iterator[None]:
+    """Re-raise redis-py's errors as `translate` gives them.
+
+    A write of `size` bytes past LARGE_WRITE that times out is a CacheError, not an
+    outage: sending it may simply take longer than the timeout.
+    """
     try:
         yield
     except _FAILURES as exc:
-        raise translate(exc, action) from exc
+        error = translate(exc, action)
+        if size > LARGE_WRITE and isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
+            error = CacheError(f"Redis {action} of {size} bytes timed out: {exc}")
+        raise error from exc
 
 
 # What an invalidation deletes of one SCAN page: entries (counted), other keys (not).
@@ -106,7 +116,10 @@ class RedisHolder:
         self._url, self._options = parse_redis_config(config)
         self._cluster = bool(self._options.pop("cluster", False))
         self._sentinel = self._options.pop("sentinel", None)
-        for name, value in (defaults or {}).items():
+        # A command that found its pooled connection dead is sent once more on a new one;
+        # a second failure, or a timeout, is an outage (for the client's breaker).
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+        for name, value in {"retry": retry, **(defaults or {})}.items():
             if name == "retry" and self._cluster:
                 continue  # RedisCluster retries per node: its own settings apply
             self._options.setdefault(name, value)  # the user's settings (and URL) win
@@ -170,7 +183,7 @@ class RedisHolder:
         local = self._bound.get().reader.local
         if local is not None:
             local.invalidate([utf8(key)])  # our own writes are seen at once
-        with redis_errors("SET"):
+        with redis_errors("SET", len(payload)):
             await self.client().set(utf8(key), payload, ex=expiry)
 
     async def drop_connections(self) -> None:
@@ -218,7 +231,7 @@ class RedisHolder:
             local.invalidate([raw])  # our own writes are seen at once
         stamps = stamps_for(raw)
         client = self.client()
-        with redis_errors("SET"):
+        with redis_errors("SET", len(payload or b"")):
             if isinstance(client, aioredis.RedisCluster):
                 return await _commit_on_cluster(client, raw, token, payload, expiry, stamps, seen)
             stored = await _script(

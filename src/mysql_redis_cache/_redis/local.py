@@ -90,15 +90,20 @@ class LocalCache:
         self._in_flight = set()
         self._all_in_flight = False
 
-    def end_read(self, keys: list[bytes], values: list[bytes | None]) -> None:
-        """Keep what the read returned, except keys invalidated while it was in flight."""
+    def end_read(self, keys: list[bytes], values: list[bytes | None], ttls: list[int]) -> None:
+        """Keep what the read returned, except keys invalidated while it was in flight.
+
+        `ttls` are the keys' PTTLs read with them: no entry outlives its Redis expiry.
+        """
         dirty, self._in_flight = self._in_flight, None
         if not self.active or self._all_in_flight or dirty is None:
             return
-        deadline = time.monotonic() + self.max_age
+        now = time.monotonic()
+        longest = now + self.max_age
         limit = self.max_bytes // 4  # one entry never pushes out most of the others
-        for key, value in zip(keys, values, strict=True):
-            if value and len(value) <= limit and key not in dirty:
+        for key, value, ttl in zip(keys, values, ttls, strict=True):
+            if value and len(value) <= limit and key not in dirty and ttl != -2:
+                deadline = longest if ttl < 0 else min(longest, now + ttl / 1000)
                 self._store(key, value, deadline)
 
     def invalidate(self, keys: list[bytes] | None) -> None:

@@ -23,12 +23,17 @@ from typing import Any
 
 import redis.exceptions
 
+from .._errors import CacheUnavailableError
 from .._stats import CacheStats
+from .breaker import BreakerOpen
 from .local import LocalCache
 
 logger = logging.getLogger("mysql_redis_cache")
 
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
+# A connection the server closed or reset (restart, CLIENT KILL, idle timeout): the
+# command may be sent again on a new one. Timeouts are not among them.
+DEAD_CONNECTION = (redis.exceptions.ConnectionError, ConnectionError)
 
 type Waiters = dict[bytes, list[asyncio.Future[bytes | None]]]
 
@@ -57,11 +62,13 @@ class CoalescingReader:
         self._writer: asyncio.StreamWriter | None = None  # its stream, when writable directly
         self._timeout: float | None = None  # the longest a request may take, from its settings
         self._started: float | None = None  # loop time the request in flight began
+        self._arrived = 0.0  # loop time bytes last arrived on the read connection
         self._reading: asyncio.Task[Any] | None = None  # the task waiting for that request
         self._watch: asyncio.TimerHandle | None = None  # checks the request in flight
         self._expired: asyncio.Task[Any] | None = None  # cancelled by the timer, not its caller
         self._queue: Waiters = {}
         self._pending = False  # a flush is scheduled or a batch is in flight
+        self._behind_failure = False  # the last read failed: fail the queued ones too
         self._batch_task: asyncio.Task[None] | None = None  # keeps the running batch alive
         self.batches = 0  # round trips made, for tests
 
@@ -84,11 +91,14 @@ class CoalescingReader:
         if local is not None:
             local.begin_read()
         try:
-            value = await self._fetch_one(key)
-            if local is not None:
-                local.end_read([key], [value])
+            if local is None:
+                value = await self._fetch_one(key)
+            else:
+                [value], ttls = await self._fetch_with_ttls([key])
+                local.end_read([key], [value], ttls)
         except Exception as exc:
             error = self._translate(exc)
+            self._behind_failure = isinstance(error, CacheUnavailableError)
             if error is exc:
                 raise
             raise error from exc
@@ -105,6 +115,16 @@ class CoalescingReader:
             self._pending = False
             return
         batch, self._queue = self._queue, {}
+        if self._behind_failure:
+            # Redis just failed the read ahead: these fail fast instead of waiting out
+            # the timeout again on a new connection (the caller's breaker is open now)
+            self._behind_failure = False
+            for futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(BreakerOpen("Redis failed the read ahead"))
+            self._pending = False
+            return
         self._batch_task = asyncio.get_running_loop().create_task(self._run(batch))
 
     async def _run(self, batch: Waiters) -> None:
@@ -113,14 +133,16 @@ class CoalescingReader:
         if local is not None:
             local.begin_read()
         try:
-            if len(keys) == 1:
+            if local is not None:
+                values, ttls = await self._fetch_with_ttls(keys)
+                local.end_read(keys, values, ttls)
+            elif len(keys) == 1:
                 values = [await self._fetch_one(keys[0])]
             else:
                 values = await self._fetch_many(keys)
-            if local is not None:
-                local.end_read(keys, values)
         except BaseException as exc:
             error = self._translate(exc) if isinstance(exc, Exception) else None
+            self._behind_failure = isinstance(error, CacheUnavailableError)
             for futures in batch.values():
                 for future in futures:
                     if future.done():
@@ -158,8 +180,33 @@ class CoalescingReader:
         values: list[bytes | None] = await self._call(b"".join(parts))
         return values
 
-    async def _call(self, command: bytes) -> Any:
-        """Send one packed command and read its reply, within the connection's timeout."""
+    async def _fetch_with_ttls(self, keys: list[bytes]) -> tuple[list[bytes | None], list[int]]:
+        """The values of `keys` and their PTTLs, in one round trip (for the local cache)."""
+        if len(keys) == 1:
+            parts = [b"*2\r\n$3\r\nGET\r\n"]
+        else:
+            parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
+        parts += [b"$%d\r\n%b\r\n" % (len(key), key) for key in keys]
+        parts += [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n" % (len(key), key) for key in keys]
+        replies = await self._call(b"".join(parts), 1 + len(keys))
+        values = [replies[0]] if len(keys) == 1 else replies[0]
+        return values, replies[1:]
+
+    async def _call(self, command: bytes, replies: int = 1) -> Any:
+        """Send packed commands and read their reply (a list of `replies` if more than one);
+        once more on a new connection if the one they went out on was found dead (reads
+        are safe to repeat)."""
+        reused = self._conn is not None
+        try:
+            return await self._call_once(command, replies)
+        except DEAD_CONNECTION as exc:
+            if not reused:
+                raise
+            logger.debug("Redis read connection was dead (%s): reading on a new one", exc)
+            return await self._call_once(command, replies)
+
+    async def _call_once(self, command: bytes, replies: int) -> Any:
+        """Send packed commands and read their replies, within the connection's timeout."""
         task = asyncio.current_task()
         conn = self._conn
         if conn is None:
@@ -172,6 +219,7 @@ class CoalescingReader:
                 # where redis-py's two timeout scopes per command cost more than the GET
                 conn = self._conn = await self._open(socket_timeout=None)
                 self._writer = _plain_writer(conn)
+                self._note_arrivals(conn)
             if self.local is not None and not self.local.active:
                 await self._track(conn)
             writer = self._writer
@@ -180,7 +228,9 @@ class CoalescingReader:
             else:
                 writer.write(command)
                 await writer.drain()
-            return await conn.read_response()
+            if replies == 1:
+                return await conn.read_response()
+            return [await conn.read_response() for _ in range(replies)]
         except BaseException as exc:
             self._started = None  # the request is over: its clean-up is not timed
             # a reply may be left unread (a cancellation, a timeout): never reuse it
@@ -208,12 +258,49 @@ class CoalescingReader:
             assert self._timeout is not None
             self._watch = loop.call_at(self._started + self._timeout, self._expire)
 
+    def _note_arrivals(self, conn: Any) -> None:
+        """Watch what arrives on `conn`: bytes (the timeout bounds silence, not a long
+        reply), and its end (the local cache stops at once: tracking ended with it)."""
+        reader = getattr(conn, "_reader", None)
+        if type(reader) is not asyncio.StreamReader:
+            return  # redis-py's internals changed: the timeout bounds the whole request
+        loop = asyncio.get_running_loop()
+        feed_data, feed_eof, set_exception = (
+            reader.feed_data,
+            reader.feed_eof,
+            reader.set_exception,
+        )
+
+        def on_data(data: bytes) -> None:
+            self._arrived = loop.time()
+            feed_data(data)
+
+        def on_eof() -> None:
+            self._lost(conn)
+            feed_eof()
+
+        def on_exception(exc: Exception) -> None:
+            self._lost(conn)
+            set_exception(exc)
+
+        # instance attributes of this one reader: asyncio's protocol calls them
+        reader.feed_data = on_data  # type: ignore[method-assign,assignment]
+        reader.feed_eof = on_eof  # type: ignore[method-assign]
+        reader.set_exception = on_exception  # type: ignore[method-assign]
+
+    def _lost(self, conn: Any) -> None:
+        """The read connection closed, even while idle: its tracking ended with it."""
+        if conn is self._conn and self.local is not None:
+            self.local.deactivate()
+
     def _expire(self) -> None:
-        """Cancel the request in flight if it has taken the timeout; else check again later."""
+        """Cancel the request in flight if Redis has been silent for the timeout (nothing
+        since it was sent, or since its last bytes arrived); else check again later."""
         self._watch = None
         started, task, timeout = self._started, self._reading, self._timeout
         if started is None or task is None or timeout is None:
             return  # idle: the next request arms the timer again
+        started = max(started, self._arrived)
         loop = task.get_loop()
         if loop.time() < started + timeout:
             self._watch = loop.call_at(started + timeout, self._expire)
