@@ -15,6 +15,7 @@ from typing import Any
 from ._errors import (
     CacheError,
     CacheUnavailableError,
+    ClientClosedError,
     ConfigError,
     InvalidArgumentError,
     QueryError,
@@ -40,6 +41,7 @@ DEFAULT_TTL = 86400
 # An entry is read whole by every hit, in Node too: past this size caching costs more than
 # it saves, and a single reply that large holds up every read queued behind it.
 DEFAULT_MAX_ENTRY_BYTES = 16 * 2**20
+DEFAULT_CLOSE_GRACE = 5.0  # seconds close() lets queries and fills in flight finish
 _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
@@ -179,7 +181,7 @@ class MRCClient(AsyncClosing):
         else:
             settings = parse_mysql_config(mysql_config or {})
             self._driver = pick_driver(mysql_driver)
-            self._pool = LoopBound(self._make_pool, _close_pool)
+            self._pool = LoopBound(self._make_pool, self._close_pool)
         self._mysql_settings = settings
         self._cast = dataclasses.replace(settings.cast, normalize_numbers=normalize_numbers)
         self.stats = CacheStats()
@@ -199,6 +201,10 @@ class MRCClient(AsyncClosing):
         self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
         # the bytes last read and, once read again, their Template
         self._last: tuple[bytes | None, Template | None] = (None, None)
+        self._waiting: dict[asyncio.Future[Any], int] = {}  # callers awaiting each fill
+        self._closing = False
+        self._close_grace = DEFAULT_CLOSE_GRACE
+        self._max_packet: int | None = None  # the server's max_allowed_packet, once read
 
     # -- MySQL ---------------------------------------------------------------------------
 
@@ -217,6 +223,10 @@ class MRCClient(AsyncClosing):
             maxsize=settings.pool_size,
             driver=self._driver,
         )
+
+    async def _close_pool(self, pool: Pool) -> None:
+        pool.close()
+        await pool.wait_closed(self._close_grace)
 
     def format_query(self, query: str, params: Sequence[object] | None = None) -> str:
         """The SQL text sent for `query` and `params`, formatted as mysql2 does.
@@ -254,12 +264,45 @@ class MRCClient(AsyncClosing):
         return await self._run(self.format_query(query, params))
 
     async def _run(self, sql: str) -> Any:
+        """Run `sql` on a pooled connection and shape its results.
+
+        A connection that a statement broke (lost, packet errors, a cancellation mid-result)
+        is closed, never pooled again; a cancelled statement is also killed on the server,
+        which would otherwise run it to the end.
+        """
+        if self._closing:
+            raise ClientClosedError("the client is closing")
+        pool = self.get_mysql_pool()
         try:
-            async with self.get_mysql_pool().acquire() as conn:
-                results = await self._driver.run_raw(conn, sql)
+            async with pool.acquire() as conn:
+                try:
+                    await self._check_packet(conn, sql)
+                    results = await self._driver.run_raw(conn, sql)
+                except self._driver.errors as exc:
+                    if self._driver.breaks_connection(exc):
+                        conn.close()
+                    raise
+                except BaseException:
+                    if isinstance(pool, Pool):
+                        await pool.kill([conn])
+                    conn.close()
+                    raise
         except self._driver.errors as exc:
             raise QueryError(f"MySQL query failed: {exc}") from exc
         return shape(results, self._cast)
+
+    async def _check_packet(self, conn: Any, sql: str) -> None:
+        """Refuse a statement larger than the server's max_allowed_packet before sending it:
+        the server would hang up mid-packet, with an error that does not say why."""
+        if self._max_packet is None:
+            [result] = await self._driver.run_raw(conn, "SELECT @@max_allowed_packet")
+            self._max_packet = int(result.rows[0][0])  # type: ignore[arg-type]
+        if len(sql) * 4 >= self._max_packet and len(sql.encode()) >= self._max_packet:
+            raise QueryError(
+                f"the query is {len(sql.encode()):,} bytes, more than the server's "
+                f"max_allowed_packet ({self._max_packet:,}): nothing was sent; send large "
+                "values another way or raise max_allowed_packet"
+            )
 
     # -- Redis ---------------------------------------------------------------------------
 
@@ -359,15 +402,36 @@ class MRCClient(AsyncClosing):
             flight = self._flight(key)  # another caller may have started meanwhile
         if flight is not None:
             self.stats.joins += 1
-            value, payload = await asyncio.shield(flight)
+            value, payload = await self._join(flight)
             # a copy of its own: callers must not share one mutable result
             return value if payload is None else decode(payload)
+        if self._closing:
+            raise ClientClosedError("the client is closing")
         # The fill runs as its own task: a cancelled caller must not cancel the others.
         task = asyncio.ensure_future(self._fill(key, fn, _ttl_with_jitter(ttl), json_shaped))
         self._in_flight[key] = task
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        value, _ = await asyncio.shield(task)
+        value, _ = await self._join(task)
         return value
+
+    async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
+        """Await a fill with the other callers; the last one to give up cancels it."""
+        waiting = self._waiting
+        waiting[flight] = waiting.get(flight, 0) + 1
+        try:
+            return await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling() and flight.cancelled():
+                raise ClientClosedError("the client was closed while this call ran") from None
+            if waiting[flight] == 1:
+                flight.cancel()  # nobody wants its result: free its connection
+            raise
+        finally:
+            if waiting[flight] == 1:
+                del waiting[flight]
+            else:
+                waiting[flight] -= 1
 
     def _flight(self, key: str) -> asyncio.Future[tuple[Any, bytes | None]] | None:
         """The running fill for `key` in this event loop, if any."""
@@ -542,18 +606,36 @@ class MRCClient(AsyncClosing):
         """Close the Redis connection; the next cache call reopens it."""
         await self._redis.close()
 
-    async def close(self) -> None:
-        """Close the Redis connection and the MySQL pool."""
-        await self._redis.close()
-        await self._pool.close()
+    async def close(self, *, grace: float = DEFAULT_CLOSE_GRACE) -> None:
+        """Close the MySQL pool and the Redis connection, within about `grace` seconds.
+
+        Calls waiting for a pool connection get ClientClosedError at once, as do calls made
+        while closing. Queries and fills in flight get `grace` seconds to finish; then
+        fills are cancelled (their callers get ClientClosedError, nothing is written
+        after close returns) and statements still running are killed on the server.
+        The client stays usable: a later call opens new connections.
+        """
+        self._closing = True
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            pool = self._pool.current
+            if isinstance(pool, Pool):
+                pool.close()
+            fills = [f for f in self._in_flight.values() if f.get_loop() is loop]
+            if fills:
+                _, late = await asyncio.wait(fills, timeout=grace)
+                for fill in late:
+                    fill.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+            self._close_grace = max(0.0, deadline - loop.time())
+            await self._pool.close()
+            await self._redis.close()
+        finally:
+            self._closing = False
 
 
 def _is_pool(config: object) -> bool:
     return (
         config is not None and not isinstance(config, Mapping | str) and hasattr(config, "acquire")
     )
-
-
-async def _close_pool(pool: Pool) -> None:
-    pool.close()
-    await pool.wait_closed()

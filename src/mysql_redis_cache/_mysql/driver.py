@@ -12,8 +12,11 @@ import asyncio
 import collections
 import functools
 import importlib.util
+import logging
 import os
+import select
 import struct
+import time
 from typing import Any
 
 import aiomysql
@@ -23,6 +26,8 @@ from pymysql.constants import FIELD_TYPE, SERVER_STATUS
 
 from .._errors import ClientClosedError, ConfigError
 from .._node.rows import RawResult
+
+logger = logging.getLogger("mysql_redis_cache")
 
 _MARIADB_CLIENT_EXTENDED_METADATA = 8
 _CLIENT_MYSQL = 1  # CLIENT_LONG_PASSWORD in MySQL; MariaDB reads it as "not MariaDB-aware"
@@ -197,6 +202,14 @@ def asyncmy_connection_class() -> type:
     return AsyncmyConnection
 
 
+# Server errors after which MariaDB/MySQL close the connection (packet too large, net
+# read/write errors and timeouts).
+_SERVER_HANGS_UP = frozenset({1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161})
+TOO_MANY_CONNECTIONS = 1040
+# After "too many connections", how long callers wait for a pooled connection instead.
+REFUSED_WAIT = 10.0
+_KILL_TIMEOUT = 2.0
+
 _INT_DECODERS = dict.fromkeys(
     (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24, FIELD_TYPE.YEAR,
      FIELD_TYPE.LONGLONG),
@@ -230,8 +243,38 @@ class Driver:
     def is_closed(self, conn: Any) -> bool:
         raise NotImplementedError
 
+    def _transport(self, conn: Any) -> asyncio.BaseTransport | None:
+        raise NotImplementedError
+
     def is_usable(self, conn: Any) -> bool:
-        return not self.is_closed(conn)
+        """Whether an idle connection may be handed out: open, and nothing waiting to be
+        read on it (an idle MySQL connection is sent nothing but its end)."""
+        if self.is_closed(conn):
+            return False
+        transport = self._transport(conn)
+        if transport is None or transport.is_closing():
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def breaks_connection(self, exc: BaseException) -> bool:
+        """Whether `exc` leaves its connection unfit for another statement.
+
+        Server errors about the statement (codes below 2000) leave it fine, but for the
+        packet and network ones after which the server hangs up; client-side errors
+        (2000 and up), socket errors and anything else (a cancellation mid-result) do not.
+        """
+        code = _code(exc)
+        return code is None or code >= 2000 or code in _SERVER_HANGS_UP
+
+    def thread_id(self, conn: Any) -> int:
+        raise NotImplementedError
 
     async def open(self, kwargs: dict[str, Any]) -> Any:
         conn = self.connection_class()(**kwargs)
@@ -277,10 +320,14 @@ class _Aiomysql(Driver):
         return (pymysql.err.Error, OSError)
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed)
+        return bool(conn.closed) or conn._reader is None or conn._reader.at_eof()
 
-    def is_usable(self, conn: Any) -> bool:
-        return not conn.closed and not conn._reader.at_eof()
+    def _transport(self, conn: Any) -> asyncio.BaseTransport | None:
+        writer = conn._writer
+        return None if writer is None else writer.transport
+
+    def thread_id(self, conn: Any) -> int:
+        return int(conn.server_thread_id[0])
 
 
 class _Asyncmy(Driver):
@@ -304,7 +351,15 @@ class _Asyncmy(Driver):
         return {renames.get(key, key): value for key, value in kwargs.items()}
 
     def is_closed(self, conn: Any) -> bool:
-        return not conn.connected
+        # asyncmy keeps `connected` true after the server hangs up; these say it
+        return not conn.connected or bool(getattr(conn, "_stream_broken", False))
+
+    def _transport(self, conn: Any) -> asyncio.BaseTransport | None:
+        return getattr(conn, "_transport", None)
+
+    def thread_id(self, conn: Any) -> int:
+        thread = conn.server_thread_id
+        return int(thread[0] if isinstance(thread, tuple) else thread)
 
 
 AIOMYSQL: Driver = _Aiomysql()
@@ -357,7 +412,11 @@ def _raw(result: Any) -> RawResult:
 
 
 class Pool:
-    """A small pool of `Connection`s with aiomysql's `acquire()` / `release()` interface."""
+    """A small pool of connections with aiomysql's `acquire()` / `release()` interface.
+
+    Idle connections are checked before they are handed out; callers wait in turn for a
+    free one. `close()` wakes every waiting caller with ClientClosedError at once.
+    """
 
     def __init__(
         self, connect_kwargs: dict[str, Any], *, maxsize: int = 10, driver: Driver = AIOMYSQL
@@ -368,7 +427,9 @@ class Pool:
         self._free: collections.deque[Any] = collections.deque()
         self._used: set[Any] = set()
         self._opening = 0
-        self._cond: asyncio.Condition | None = None
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._drained: list[asyncio.Future[None]] = []  # wait_closed() callers
+        self._cap: tuple[int, float] | None = None  # (size, until): the server refused more
         self._closed = False
 
     @property
@@ -387,65 +448,108 @@ class Pool:
     def closed(self) -> bool:
         return self._closed
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _room(self) -> bool:
+        """Whether another connection may be opened now."""
+        limit = self._maxsize
+        if self._cap is not None:
+            size, until = self._cap
+            if time.monotonic() < until:
+                limit = min(limit, size)
+            else:
+                self._cap = None
+        return self.size < limit
 
     async def _acquire(self) -> Any:
-        cond = self._condition()
-        async with cond:
+        deadline: float | None = None
+        refused: BaseException | None = None
+        while True:
             while True:
                 if self._closed:
                     raise ClientClosedError("the MySQL pool is closed")
                 while self._free:
                     conn = self._free.popleft()
-                    if not self.driver.is_usable(conn):
-                        conn.close()
-                        continue
-                    self._used.add(conn)
-                    return conn
-                if self.size < self._maxsize:
-                    self._opening += 1
+                    if self.driver.is_usable(conn):
+                        self._used.add(conn)
+                        return conn
+                    conn.close()
+                if self._room():
                     break
-                await cond.wait()
-        try:
-            conn = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
-        except BaseException:
+                await self._wait(deadline, refused)
+            self._opening += 1
+            try:
+                conn = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
+            except BaseException as exc:
+                self._opening -= 1
+                self._wake()  # the slot is free again: a waiting borrower may try it
+                if _code(exc) != TOO_MANY_CONNECTIONS or not self.size or self._closed:
+                    raise
+                # The server is full: wait for one of ours to come back instead of failing.
+                self._cap = (self.size, time.monotonic() + REFUSED_WAIT)
+                refused = exc
+                if deadline is None:
+                    deadline = time.monotonic() + REFUSED_WAIT
+                continue
             self._opening -= 1
-            async with cond:
-                cond.notify()  # the slot is free again: a waiting borrower may try it
+            self._used.add(conn)
+            return conn
+
+    async def _wait(self, deadline: float | None, refused: BaseException | None) -> None:
+        """Wait for a released connection (until `deadline`, then raise `refused`)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            if deadline is None:
+                await future
+            else:
+                await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            assert refused is not None
+            raise refused from None
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self._wake()  # woken, then cancelled: hand the wake-up on
             raise
-        self._opening -= 1
-        self._used.add(conn)
-        return conn
+
+    def _wake(self, everyone: bool = False) -> None:
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                if not everyone:
+                    return
 
     def acquire(self) -> _AcquireContext:
         """Borrow a connection: `async with pool.acquire() as conn` or `await pool.acquire()`."""
         return _AcquireContext(self)
 
-    async def release(self, conn: Any) -> None:
-        """Give a connection back; a broken or closed one is dropped."""
+    async def release(self, conn: Any, discard: bool = False) -> None:
+        """Give a connection back; a broken, closed or `discard`ed one is closed."""
         self._used.discard(conn)
-        if not self._closed and not self.driver.is_closed(conn):
+        if discard or self._closed or self.driver.is_closed(conn):
+            conn.close()
+        else:
             if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
                 try:
                     await conn.rollback()
                 except Exception:
                     conn.close()
-            if not self.driver.is_closed(conn):
+            if self.driver.is_closed(conn):
+                conn.close()
+            else:
                 self._free.append(conn)
-        else:
-            conn.close()
-        cond = self._condition()
-        async with cond:
-            cond.notify()
+        self._wake()
+        if not self._used:
+            for future in self._drained:
+                if not future.done():
+                    future.set_result(None)
 
     def close(self) -> None:
-        """Close idle connections now; borrowed ones close when released."""
+        """Close idle connections now and turn waiting borrowers away with
+        ClientClosedError; borrowed connections close when released."""
         self._closed = True
         while self._free:
             self._free.popleft().close()
+        self._wake(everyone=True)
 
     def terminate(self) -> None:
         """Close every connection, borrowed ones included."""
@@ -454,12 +558,43 @@ class Pool:
             conn.close()
         self._used.clear()
 
-    async def wait_closed(self) -> None:
-        """Wait until the pool holds no borrowed connections (after `close()`)."""
-        while self._used:
-            cond = self._condition()
-            async with cond:
-                await cond.wait()
+    async def wait_closed(self, grace: float | None = None) -> None:
+        """Wait until no connection is borrowed (after `close()`). Past `grace` seconds,
+        kill the statements still running on them and close them."""
+        if self._used:
+            future = asyncio.get_running_loop().create_future()
+            self._drained.append(future)
+            try:
+                await asyncio.wait_for(future, grace)
+            except TimeoutError:
+                busy = list(self._used)
+                await self.kill(busy)
+                for conn in busy:
+                    conn.close()
+            finally:
+                self._drained.remove(future)
+
+    async def kill(self, conns: list[Any]) -> None:
+        """Stop the server-side work of `conns` (KILL over a connection of its own): the
+        server goes on running a statement whose client has gone."""
+        if not conns:
+            return
+        failures: tuple[type[BaseException], ...] = (TimeoutError, *self.driver.errors)
+        try:
+            async with asyncio.timeout(_KILL_TIMEOUT):
+                killer = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
+                try:
+                    for conn in conns:
+                        await killer.query(f"KILL {self.driver.thread_id(conn)}")
+                finally:
+                    killer.close()
+        except failures as exc:
+            logger.debug("could not kill abandoned MySQL statements: %s", exc)
+
+
+def _code(exc: BaseException) -> int | None:
+    """The MySQL error number of a driver exception, if it has one."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
 
 
 class _AcquireContext:

@@ -102,6 +102,10 @@ class Borrowed[T]:
     def get(self) -> T:
         return self._value
 
+    @property
+    def current(self) -> T:
+        return self._value
+
     async def close(self) -> None:
         if self._release is not None:
             await self._release(self._value)
