@@ -7,7 +7,7 @@ MRCError
 ├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
 ├── QueryError                               MySQL failed; the driver error is the cause
 ├── CacheError                               Redis failed; the driver error is the cause
-└── ClientClosedError                        the client was used after close
+└── ClientClosedError                        the call was cut short by close()
 """
 
 from __future__ import annotations
@@ -46,4 +46,5 @@ class CacheUnavailableError(CacheError):
 
 
 class ClientClosedError(MRCError):
-    """The client or server was closed and cannot be used again."""
+    """close() turned the call away: it waited for a connection, came in while closing,
+    or shared a fill that close() cancelled. A later call reopens the client."""
