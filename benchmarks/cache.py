@@ -45,11 +45,19 @@ def scenarios(ops: int) -> list[dict[str, Any]]:
                 "concurrency": conc, "ops": ops if conc == 1 else ops * 4, "keys": keys,
                 "step": step}  # fmt: skip
 
+    def fanout(name: str, batch: bool) -> dict[str, Any]:
+        # 64 different keys a round, all at once; Node's counterpart is always Promise.all
+        query, params, names = ONE_ROW
+        return {"name": name, "kind": "fanout", "query": query, "params": params,
+                "names": names, "ops": ops * 4, "keys": 64, "step": 1, "batch": batch}  # fmt: skip
+
     query, params, names = TEN_K_ROWS
     return [
         hits("hit 1 row, sequential", ONE_ROW, 1),
         hits("hit 1 row, 64 concurrent", ONE_ROW, 64),
         hits("hit 1 row, 64 concurrent, 64 keys", ONE_ROW, 64, keys=64, step=1),
+        fanout("hit 1 row, gather of 64 fresh calls", batch=False),
+        fanout("hit 1 row, query_many of 64 keys", batch=True),
         hits("hit 100 rows, sequential", HUNDRED_ROWS, 1),
         hits("hit 100 rows, sequential, 64 keys", WINDOWS, 1, keys=64, step=100),
         hits("hit 100 rows, 64 concurrent", HUNDRED_ROWS, 64),
@@ -89,6 +97,11 @@ async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
         return await ops_per_second(
             client.query_with_cache, calls, scenario["ops"], scenario["concurrency"]
         )
+    if scenario["kind"] == "fanout":
+        calls = hit_calls(scenario)
+        for call in calls:
+            await client.query_with_cache(*call)
+        return await fanout_per_second(client, calls, scenario["ops"], scenario["batch"])
     if scenario["kind"] == "miss":
         await client._redis.client().delete(client.get_key_from_query(query, params, names))
         start = time.perf_counter()
@@ -129,6 +142,23 @@ async def ops_per_second(
     start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return ops / (time.perf_counter() - start)
+
+
+async def fanout_per_second(
+    client: MRCClient, calls: list[tuple[str, list[int], list[str]]], ops: int, batch: bool
+) -> float:
+    """Entries a second read in rounds of len(calls) at once: asyncio.gather over fresh
+    query_with_cache calls, as users write it, or one query_many_with_cache."""
+    query, _, names = calls[0]
+    params_list = [params for _, params, _ in calls]
+    rounds = ops // len(calls)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        if batch:
+            await client.query_many_with_cache(query, params_list, names)
+        else:
+            await asyncio.gather(*(client.query_with_cache(*call) for call in calls))
+    return rounds * len(calls) / (time.perf_counter() - start)
 
 
 async def floors(scenario: dict[str, Any], client: MRCClient) -> float | None:
@@ -199,7 +229,7 @@ def run_node(repeat: int, specs: list[dict[str, Any]]) -> dict[str, list[float]]
 def fmt(kind: str, value: float | None) -> str:
     if value is None:
         return "-"
-    if kind == "hits":
+    if kind in ("hits", "fanout"):
         return f"{value / 1000:.1f}k ops/s"
     if kind == "miss":
         return f"{value * 1000:.1f} ms"
@@ -225,7 +255,7 @@ async def main_async(repeat: int, ops: int) -> None:
         peak, kept, encoded = await miss_memory(client)
     async with MRCClient(MYSQL_CONFIG, REDIS_URL, local_cache=LOCAL_CACHE) as client:
         for spec in specs:
-            if spec["kind"] == "hits":  # 10x the calls: each takes a few microseconds
+            if spec["kind"] in ("hits", "fanout"):  # 10x the calls: each takes microseconds
                 longer = {**spec, "ops": spec["ops"] * 10}
                 local[spec["name"]] = [await run_python(longer, client) for _ in range(repeat)]
     json_name = "orjson" if _orjson() else "stdlib"
@@ -239,7 +269,7 @@ async def main_async(repeat: int, ops: int) -> None:
         f = statistics.median(floor[name]) if floor[name] else None
         loc = statistics.median(local[name]) if name in local else None
         vs_local = "-"
-        if kind == "hits":
+        if kind in ("hits", "fanout"):
             vs_node, vs_floor = f"{o / n:.2f}x", f"{o / f:.2f}x" if f else "-"
             vs_local = f"{loc / n:.2f}x" if loc else "-"
         elif kind == "miss":

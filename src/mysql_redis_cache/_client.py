@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import math
@@ -18,6 +19,7 @@ from ._errors import (
     ClientClosedError,
     ConfigError,
     InvalidArgumentError,
+    InvalidParamError,
     QueryError,
 )
 from ._mysql.config import parse_mysql_config
@@ -394,12 +396,17 @@ class MRCClient(AsyncClosing):
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
-        flight = self._flight(key) if self._in_flight else None
-        if flight is None:
+        if not self._in_flight or self._flight(key) is None:
             cached = await self._read(key)
             if cached is not _MISSING:
                 return cached
-            flight = self._flight(key)  # another caller may have started meanwhile
+        return await self._miss(key, fn, ttl, json_shaped)
+
+    async def _miss(
+        self, key: str, fn: Callable[[], Awaitable[Any]], ttl: int, json_shaped: bool
+    ) -> Any:
+        """Join the fill of `key` running in this loop, or start one."""
+        flight = self._flight(key)
         if flight is not None:
             self.stats.joins += 1
             value, payload = await self._join(flight)
@@ -413,6 +420,103 @@ class MRCClient(AsyncClosing):
         task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         value, _ = await self._join(task)
         return value
+
+    async def query_many_with_cache(
+        self,
+        query: str,
+        params_list: Sequence[Sequence[object]],
+        param_names: Sequence[str] = (),
+        ttl: int = DEFAULT_TTL,
+    ) -> list[Any]:
+        """`query_with_cache` for each params of `params_list`, results in the same order.
+
+        The entries are read in one MGET (split per slot on Cluster) and each distinct
+        one is decoded once; misses are filled concurrently, each exactly as
+        `query_with_cache` fills it (single-flight, fill markers, the lock).
+
+        Raises:
+            InvalidArgumentError: as `query_with_cache`, for any item, before anything runs.
+            QueryError: a miss's query failed (the first such error).
+            CacheError: with `fail_open=False`, Redis failed.
+        """
+        if isinstance(params_list, str | bytes | Mapping) or not isinstance(params_list, Sequence):
+            raise InvalidParamError(
+                f"params_list must be a list of params lists, got {type(params_list).__name__}"
+            )
+        _check_ttl(ttl)
+        calls = []
+        for params in params_list:
+            text = self._text(query, params, True)
+            key, unambiguous = build_checked_key(text, params, param_names)
+            calls.append((text, params, key, unambiguous))
+        positions: dict[str, list[int]] = {}
+        for index, (_, _, key, unambiguous) in enumerate(calls):
+            if unambiguous:
+                positions.setdefault(key, []).append(index)
+        results: list[Any] = [None] * len(calls)
+        found = await self._read_many(list(positions))
+        pending: list[Awaitable[None]] = []
+        for key, at in positions.items():
+            value, raw = found[key]
+            if value is _MISSING:
+                pending.append(self._fill_into(results, at, calls[at[0]], key, ttl))
+                continue
+            results[at[0]] = value
+            for index in at[1:]:  # a copy each: callers must not share one mutable result
+                results[index] = copy.deepcopy(value) if raw is None else decode(raw)
+        for index, (_, _, _, unambiguous) in enumerate(calls):
+            if not unambiguous:
+                self.stats.bypasses += 1
+                pending.append(self._fill_into(results, [index], calls[index], None, ttl))
+        if pending:
+            await asyncio.gather(*pending)
+        return results
+
+    async def _fill_into(
+        self,
+        results: list[Any],
+        at: list[int],
+        call: tuple[str, Sequence[object] | None, str, bool],
+        key: str | None,
+        ttl: int,
+    ) -> None:
+        """Run one batch item's query (through the fill of `key`, or uncached if None) and
+        put a copy of its rows at each of `at`."""
+        text, params, _, _ = call
+
+        async def run() -> Any:
+            return await self._run(format_query(text, params, self._cast.timezone, strict=True))
+
+        if key is None:
+            value = await self._compute(run, True)
+        else:
+            value = await self._miss(key, run, ttl, True)
+        results[at[0]] = value
+        for index in at[1:]:
+            results[index] = copy.deepcopy(value)
+
+    async def _read_many(self, keys: list[str]) -> dict[str, tuple[Any, bytes | None]]:
+        """Each key's decoded entry (or _MISSING) and its bytes (None from the local cache),
+        read in one round trip."""
+        found: dict[str, tuple[Any, bytes | None]] = {}
+        remote = []
+        for key in keys:
+            local = self._redis.local(key) if self._local_cache else ABSENT
+            if local is ABSENT:
+                remote.append(key)
+            else:
+                self.stats.local_hits += 1
+                self.stats.hits += 1
+                found[key] = (local, None)
+        if remote:
+            absent: list[bytes | None] = [None] * len(remote)
+            raws = await self._cache_op(self._fetch_raw(remote), absent)
+            for key, raw in zip(remote, raws, strict=True):
+                found[key] = (self._take(key, raw), raw)
+        return found
+
+    async def _fetch_raw(self, keys: list[str]) -> list[bytes | None]:
+        return await asyncio.gather(*self._redis.request_many(keys))
 
     async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
         """Await a fill with the other callers; the last one to give up cancels it."""

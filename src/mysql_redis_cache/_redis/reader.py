@@ -76,6 +76,18 @@ class CoalescingReader:
         """Await it for the value of `key` (None when absent)."""
         if not self._pending:
             return self._lone(key)
+        return self._enqueue(key)
+
+    def request_many(self, keys: list[bytes]) -> list[asyncio.Future[bytes | None]]:
+        """Futures for the values of `keys`: one MGET now if the connection is idle, else
+        a place in the next one."""
+        futures = [self._enqueue(key) for key in keys]
+        if not self._pending:
+            self._pending = True
+            self._flush()
+        return futures
+
+    def _enqueue(self, key: bytes) -> asyncio.Future[bytes | None]:
         future = asyncio.get_running_loop().create_future()
         waiters = self._queue.get(key)
         if waiters is None:
