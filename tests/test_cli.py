@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 
+import pymysql
 import pytest
 import redis
 
@@ -32,7 +33,7 @@ def seed(redis_sync: redis.Redis) -> None:
 def test_invalidate_drops_and_counts(redis_sync: redis.Redis) -> None:
     """invalidate drops exactly the matching entries and prints the count."""
     seed(redis_sync)
-    assert (0, "deleted 1 cache entries\n") == run("invalidate", "StoreId=6")
+    assert (0, "deleted 1 cache entry\n") == run("invalidate", "StoreId=6")
     assert 3 == len(stored_keys(redis_sync))
 
 
@@ -64,7 +65,8 @@ def test_get_shows_key_and_value(redis_sync: redis.Redis) -> None:
     assert (0, "(not cached)") == (code, text.splitlines()[-1])
     key = text.splitlines()[0].removeprefix("key: ")
     redis_sync.set(key, b'[{"a":1}]')
-    assert (0, f'key: {key}\n[\n  {{\n    "a": 1\n  }}\n]\n') == run(
+    redis_sync.expire(key, 300)
+    assert (0, f'key: {key}\nttl: 300 s\n[\n  {{\n    "a": 1\n  }}\n]\n') == run(
         "get", "SELECT ?", "-p", "StoreId=6"
     )
 
@@ -75,8 +77,61 @@ def test_demo_shows_miss_hit_invalidate_miss(redis_sync: redis.Redis) -> None:
     outcomes = [line.split()[2] for line in text.splitlines() if "call:" in line]
     assert 0 == code
     assert ["MISS", "HIT", "MISS"] == outcomes
-    assert "invalidated StoreId=6: 1 entry dropped" in text
+    assert "invalidated StoreId=6: 1 cache entry dropped" in text
     assert DEMO_QUERY in text
+    assert "MySQL: mysql://root:@127.0.0.1:3306/test" in text
+
+
+def test_demo_cleans_up(redis_sync: redis.Redis) -> None:
+    """demo leaves neither its table nor a cache entry behind."""
+    assert 0 == run("demo")[0]
+    assert set() == stored_keys(redis_sync)
+    with (
+        pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SHOW TABLES LIKE 'mrc_demo'")
+        assert () == cur.fetchall()
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mysql_redis_cache", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+FAILURES = {
+    "demo-mysql-down": (["--mysql-url", "mysql://root@127.0.0.1:1/test", "demo"], 3),
+    "demo-bad-password": (["--mysql-url", "mysql://nobody:wrong@127.0.0.1/test", "demo"], 3),
+    "demo-unknown-db": (["--mysql-url", "mysql://root@127.0.0.1/no_such_db_mrc", "demo"], 3),
+    "demo-bad-scheme": (["--mysql-url", "mysql:/", "demo"], 2),
+    "stats-redis-down": (["--redis-url", "redis://127.0.0.1:1/0", "stats"], 3),
+    "stats-http-url": (["--redis-url", "http://127.0.0.1:6379", "stats"], 2),
+    "stats-db-99": (["--redis-url", "redis://127.0.0.1:6379/99", "stats"], 3),
+    "stats-bad-db": (["--redis-url", "redis://127.0.0.1:6379/abc", "stats"], 2),
+    "stats-tls-to-plain": (["--redis-url", "rediss://127.0.0.1:6379/0", "stats"], 3),
+    "stats-sample-0": (["stats", "--sample", "0"], 2),
+    "stats-sample-negative": (["stats", "--sample", "-5"], 2),
+    "get-placeholder-without-params": (["get", "SELECT ?"], 2),
+}
+
+
+@pytest.mark.parametrize(("argv", "code"), FAILURES.values(), ids=FAILURES.keys())
+def test_failures_exit_2_or_3_without_traceback(argv: list[str], code: int) -> None:
+    """Every failure is one line on stderr and exit 2 (bad input) or 3 (a server failed)."""
+    proc = cli(*argv)
+    assert code == proc.returncode, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert 1 == len(proc.stderr.strip().splitlines()), proc.stderr
+
+
+def test_version() -> None:
+    """mrc --version prints the package version."""
+    assert "mrc 1.0.0\n" == cli("--version").stdout
 
 
 def test_unreachable_service_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

@@ -286,3 +286,19 @@ async def test_local_entry_dies_with_its_redis_expiry(private_redis: RedisProces
         assert [1] == await client.read_from_cache("short")  # a local hit
         await asyncio.sleep(0.31)
         assert None is await client.read_from_cache("short")
+
+
+async def test_fail_closed_warning_says_calls_raise(caplog: pytest.LogCaptureFixture) -> None:
+    """With fail_open=False the outage warning does not claim calls are served."""
+    from mysql_redis_cache import CacheUnavailableError
+
+    from ._redis_server import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    async with MRCClient(MYSQL_CONFIG, dead, fail_open=False) as client:
+        with caplog.at_level(logging.WARNING, logger="mysql_redis_cache"):
+            with pytest.raises(CacheUnavailableError):
+                await client.read_from_cache("x")
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "calls raise" in warning
+    assert "serving without the cache" not in warning

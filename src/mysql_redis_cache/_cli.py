@@ -14,10 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from importlib.metadata import version
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 from ._client import MRCClient
-from ._errors import CacheError, ConfigError, InvalidArgumentError, MRCError, QueryError
+from ._errors import CacheError, ConfigError, InvalidArgumentError, MRCError
+from ._node.sql import format_query
+from ._redis.config import check_redis_url
 from ._redis.invalidate import param_part
 from ._server import DropProgress, MRCServer
 
@@ -69,43 +72,67 @@ class _ProgressBar:
         )
         self._stream.flush()
 
-    def done(self) -> None:
+    def done(self, progress: DropProgress | None = None) -> None:
         if self._enabled:
+            if progress is not None:  # the last frame shows the scan complete
+                self._stream.write(
+                    f"\rscanning [{'#' * 30}] {1:6.1%}  matched {progress.matched:,}"
+                    f"  deleted {progress.deleted:,}"
+                )
             self._stream.write("\n")
 
 
 async def _invalidate(args: argparse.Namespace, out: TextIO) -> None:
     names, values = _pairs(args.pairs)
     progress = _ProgressBar(sys.stderr)
-    async with MRCServer(args.redis_url) as server:
+    last = DropProgress()
+
+    def report(counts: DropProgress) -> None:
+        nonlocal last
+        last = counts
+        progress(counts)
+
+    async with MRCServer(_redis_config(args)) as server:
         count = await server.drop_outdated_cache(
-            names, values, args.all, dry_run=args.dry_run, progress=progress
+            names, values, args.all, dry_run=args.dry_run, progress=report
         )
-    progress.done()
+    progress.done(last)
     verb = "would delete" if args.dry_run else "deleted"
-    out.write(f"{verb} {count} cache entries\n")
+    out.write(f"{verb} {_entries(count)}\n")
 
 
 async def _stats(args: argparse.Namespace, out: TextIO) -> None:
     import redis.asyncio as aioredis
+    from redis.exceptions import RedisClusterException, RedisError
 
-    client = aioredis.Redis.from_url(args.redis_url, socket_connect_timeout=2)
+    check_redis_url(args.redis_url)
+    client: Any
+    if args.cluster:
+        client = aioredis.RedisCluster.from_url(args.redis_url, socket_connect_timeout=2)
+    else:
+        client = aioredis.Redis.from_url(args.redis_url, socket_connect_timeout=2)
     try:
         keys: list[bytes] = []
-        async for key in client.scan_iter(count=1000):
+        async for key in client.scan_iter(count=1000):  # on a cluster: every primary
             keys.append(key)
             if len(keys) >= args.sample:
                 break
-        total_keys = await client.dbsize()
+        total = await client.dbsize(**({"target_nodes": "primaries"} if args.cluster else {}))
+        total_keys = sum(total.values()) if isinstance(total, dict) else total
         cache_keys = [k for k in keys if param_part(k) is not None or _is_bare_hash(k)]
-        pipe = client.pipeline(transaction=False)
-        for key in cache_keys:
-            pipe.strlen(key)
-            pipe.ttl(key)
-        replies = await pipe.execute() if cache_keys else []
+        sizes = [await client.strlen(key) for key in cache_keys] if args.cluster else []
+        ttls = [await client.ttl(key) for key in cache_keys] if args.cluster else []
+        if cache_keys and not args.cluster:
+            pipe = client.pipeline(transaction=False)
+            for key in cache_keys:
+                pipe.strlen(key)
+                pipe.ttl(key)
+            replies = await pipe.execute()
+            sizes, ttls = replies[0::2], replies[1::2]
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise CacheError(f"Redis failed: {exc}") from exc
     finally:
         await client.aclose()
-    sizes, ttls = replies[0::2], replies[1::2]
     per_name: Counter[str] = Counter()
     for key in cache_keys:
         part = param_part(key)
@@ -118,7 +145,7 @@ async def _stats(args: argparse.Namespace, out: TextIO) -> None:
     for ttl in ttls:
         histogram[_ttl_bucket(ttl)] += 1
     out.write(f"sampled {len(keys):,} of {total_keys:,} keys (--sample {args.sample:,})\n")
-    out.write(f"cache entries in the sample: {len(cache_keys):,}\n")
+    out.write(f"cache entries in the sample: {len(cache_keys):,}\n")  # no markers or stamps
     if cache_keys:
         out.write(f"value bytes: total {sum(sizes):,}, largest {max(sizes):,}\n")
     out.write("entries per param name:\n")
@@ -129,6 +156,29 @@ async def _stats(args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"  {label:<10} {histogram[label]:,}\n")
     if histogram["no expiry"]:
         out.write(f"  {'no expiry':<10} {histogram['no expiry']:,}\n")
+
+
+def _entries(count: int) -> str:
+    return f"{count:,} cache entr{'y' if count == 1 else 'ies'}"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _redis_config(args: argparse.Namespace) -> Any:
+    return {"url": args.redis_url, "cluster": True} if args.cluster else args.redis_url
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def _is_bare_hash(key: bytes) -> bool:
@@ -146,13 +196,17 @@ def _ttl_bucket(ttl: int) -> str:
 
 async def _get(args: argparse.Namespace, out: TextIO) -> None:
     names, values = _pairs(args.param)
-    async with MRCClient(args.mysql_url, args.redis_url, fail_open=False) as client:
-        key = client.get_key_from_query(args.query, values, names)
-        value = await client.read_from_cache(args.query, values, names)
+    if not values and format_query(args.query, [None]) != args.query:
+        raise UsageError("the query has ? placeholders: give each value with -p Name=Value")
+    async with MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client:
+        key = client.get_key_from_query(args.query, values or None, names)
+        value = await client.read_from_cache(args.query, values or None, names)
+        ttl = await client._redis.ttl(key) if value is not None else None
     out.write(f"key: {key}\n")
     if value is None:
         out.write("(not cached)\n")
     else:
+        out.write(f"ttl: {'none' if ttl is None or ttl < 0 else f'{ttl:,} s'}\n")
         out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -160,27 +214,33 @@ DEMO_QUERY = "SELECT id, name, price FROM mrc_demo WHERE store_id = ? ORDER BY i
 
 
 async def _demo(args: argparse.Namespace, out: TextIO) -> None:
-    async with MRCClient(args.mysql_url, args.redis_url, fail_open=False) as client:
-        pool = client.get_mysql_pool()
-        async with pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(
-                "CREATE OR REPLACE TABLE mrc_demo "
-                "(id INT PRIMARY KEY, store_id INT, name VARCHAR(40), price DECIMAL(8,2))"
+    out.write(f"MySQL: {_without_password(args.mysql_url)}  Redis: {args.redis_url}\n")
+    async with MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client:
+        # plain DDL that MySQL 8 and MariaDB both take
+        await client.query_to_promise("DROP TABLE IF EXISTS mrc_demo")
+        await client.query_to_promise(
+            "CREATE TABLE mrc_demo "
+            "(id INT PRIMARY KEY, store_id INT, name VARCHAR(40), price DECIMAL(8,2))"
+        )
+        try:
+            await client.query_to_promise(
+                "INSERT INTO mrc_demo VALUES (1, 6, 'espresso', 1.20),"
+                " (2, 6, 'cappuccino', 1.50), (3, 7, 'tea', 1.00)"
             )
-            await cur.execute(
-                "INSERT INTO mrc_demo VALUES (1, 6, 'espresso', 1.20), (2, 6, 'cappuccino', 1.50),"
-                " (3, 7, 'tea', 1.00)"
-            )
-        out.write(f"query: {DEMO_QUERY}  params: StoreId=6\n")
-        async with MRCServer(args.redis_url) as server:
-            await server.drop_outdated_cache(["StoreId"], [6])  # start cold
-            await _demo_call(client, out, "1st call")
-            await _demo_call(client, out, "2nd call")
-            dropped = await server.drop_outdated_cache(["StoreId"], [6])
-            out.write(f"invalidated StoreId=6: {dropped} entry dropped\n")
-            await _demo_call(client, out, "3rd call")
-        key = client.get_key_from_query(DEMO_QUERY, [6], ["StoreId"])
-        out.write(f"key: {key}\n")
+            out.write(f"query: {DEMO_QUERY}  params: StoreId=6\n")
+            async with MRCServer(_redis_config(args)) as server:
+                await server.drop_outdated_cache(["StoreId"], [6])  # start cold
+                await _demo_call(client, out, "1st call")
+                await _demo_call(client, out, "2nd call")
+                dropped = await server.drop_outdated_cache(["StoreId"], [6])
+                out.write(f"invalidated StoreId=6: {_entries(dropped)} dropped\n")
+                await _demo_call(client, out, "3rd call")
+                key = client.get_key_from_query(DEMO_QUERY, [6], ["StoreId"])
+                out.write(f"key: {key}\n")
+                await server.drop_outdated_cache(["StoreId"], [6])  # leave no entry behind
+        finally:
+            await client.query_to_promise("DROP TABLE IF EXISTS mrc_demo")
+    out.write("cleaned up: table mrc_demo and its cache entry removed\n")
 
 
 async def _demo_call(client: MRCClient, out: TextIO, label: str) -> None:
@@ -192,8 +252,15 @@ async def _demo_call(client: MRCClient, out: TextIO, label: str) -> None:
     out.write(f"{label}: {outcome} {elapsed:7.2f} ms  {json.dumps(rows)}\n")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (`mrc: ...`) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"mrc: {message} (see mrc --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mrc", description="Inspect and invalidate the MySQL query cache in Redis."
     )
     parser.add_argument(
@@ -209,6 +276,9 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("MRC_MYSQL_URL", DEFAULT_MYSQL_URL),
         help="MySQL URL (env MRC_MYSQL_URL; default %(default)s)",
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="the Redis URL names a node of a Redis Cluster"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     invalidate = commands.add_parser("invalidate", help="drop the entries of param values")
     invalidate.add_argument("pairs", nargs="+", metavar="Name=Value")
@@ -217,7 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     invalidate.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     stats = commands.add_parser("stats", help="summarize a sample of the cache")
-    stats.add_argument("--sample", type=int, default=10_000, help="keys to sample")
+    stats.add_argument("--sample", type=_positive, default=10_000, help="keys to sample")
     get = commands.add_parser("get", help="show the key and cached value of a query")
     get.add_argument("query")
     get.add_argument("-p", "--param", action="append", default=[], metavar="Name=Value")
@@ -229,7 +299,7 @@ _COMMANDS = {"invalidate": _invalidate, "stats": _stats, "get": _get, "demo": _d
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+    """Run the CLI; returns the exit code (0, 2 bad input, 3 a server failed)."""
     args = _parser().parse_args(argv)
     stream = out or sys.stdout
     try:
@@ -237,10 +307,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (UsageError, InvalidArgumentError, ConfigError) as exc:
         sys.stderr.write(f"mrc: {exc}\n")
         return EXIT_USAGE
-    except (CacheError, QueryError, OSError) as exc:
+    except MRCError as exc:  # MySQL or Redis failed, or could not be reached
         sys.stderr.write(f"mrc: {exc}\n")
         return EXIT_UNAVAILABLE
-    except MRCError as exc:  # pragma: no cover - every library error is one of the above
+    except OSError as exc:
         sys.stderr.write(f"mrc: {exc}\n")
         return EXIT_UNAVAILABLE
     return 0

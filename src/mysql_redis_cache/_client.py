@@ -197,7 +197,7 @@ class MRCClient(AsyncClosing):
             None if local_cache is None else (local_cache, local_cache_ttl),
         )
         self._fail_open = fail_open
-        self._breaker = Breaker(breaker_cooldown)
+        self._breaker = Breaker(breaker_cooldown, fail_open)
         self._lock_timeout = lock_timeout
         self._local_cache = local_cache is not None
         self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}

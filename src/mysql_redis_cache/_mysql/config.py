@@ -94,6 +94,8 @@ def parse_mysql_url(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb"):
         raise ConfigError(f"MySQL URL must start with mysql:// or mariadb://, got {url!r}")
+    if not parts.hostname and "unix_socket" not in parts.query:
+        raise ConfigError(f"MySQL URL {url!r} names no host (expected mysql://user:pass@host/db)")
     config: dict[str, Any] = {}
     if parts.hostname:
         config["host"] = unquote(parts.hostname)

@@ -22,8 +22,9 @@ class Breaker:
     is logged when an outage starts and one when Redis is back.
     """
 
-    def __init__(self, cooldown: float) -> None:
+    def __init__(self, cooldown: float, fail_open: bool = True) -> None:
         self.cooldown = cooldown
+        self._meanwhile = "serving without the cache" if fail_open else "calls raise"
         self._open_until = 0.0
         self._outage = False
 
@@ -46,8 +47,9 @@ class Breaker:
         if not self._outage:
             self._outage = True
             logger.warning(
-                "Redis unavailable (%s): serving without the cache, probing every %.2g s",
+                "Redis unavailable (%s): %s, probing every %.2g s",
                 exc,
+                self._meanwhile,
                 self.cooldown,
             )
 

@@ -337,6 +337,10 @@ class RedisHolder:
                 if cursor == 0:
                     break
 
+    async def ttl(self, key: str) -> int:
+        with redis_errors("TTL"):
+            return int(await self.client().ttl(utf8(key)))
+
     async def dbsize(self) -> int:
         client = self.client()
         with redis_errors("DBSIZE"):
