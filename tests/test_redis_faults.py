@@ -296,9 +296,11 @@ async def test_fail_closed_warning_says_calls_raise(caplog: pytest.LogCaptureFix
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
     async with MRCClient(MYSQL_CONFIG, dead, fail_open=False) as client:
-        with caplog.at_level(logging.WARNING, logger="mysql_redis_cache"):
-            with pytest.raises(CacheUnavailableError):
-                await client.read_from_cache("x")
+        with (
+            caplog.at_level(logging.WARNING, logger="mysql_redis_cache"),
+            pytest.raises(CacheUnavailableError),
+        ):
+            await client.read_from_cache("x")
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "calls raise" in warning
     assert "serving without the cache" not in warning
