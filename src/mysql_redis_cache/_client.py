@@ -445,14 +445,17 @@ class MRCClient(AsyncClosing):
             )
         _check_ttl(ttl)
         calls = []
-        for params in params_list:
+        positions: dict[str, list[int]] = {}
+        for index, params in enumerate(params_list):
             text = self._text(query, params, True)
             key, unambiguous = build_checked_key(text, params, param_names)
             calls.append((text, params, key, unambiguous))
-        positions: dict[str, list[int]] = {}
-        for index, (_, _, key, unambiguous) in enumerate(calls):
             if unambiguous:
-                positions.setdefault(key, []).append(index)
+                at = positions.get(key)
+                if at is None:
+                    positions[key] = [index]
+                else:
+                    at.append(index)
         results: list[Any] = [None] * len(calls)
         found = await self._read_many(list(positions))
         pending: list[Awaitable[None]] = []
@@ -510,13 +513,11 @@ class MRCClient(AsyncClosing):
                 found[key] = (local, None)
         if remote:
             absent: list[bytes | None] = [None] * len(remote)
-            raws = await self._cache_op(self._fetch_raw(remote), absent)
+            raws = await self._cache_op(self._redis.request_many(remote), absent)
+            take = self._take
             for key, raw in zip(remote, raws, strict=True):
-                found[key] = (self._take(key, raw), raw)
+                found[key] = (take(key, raw, False), raw)  # distinct keys: nothing to share
         return found
-
-    async def _fetch_raw(self, keys: list[str]) -> list[bytes | None]:
-        return await asyncio.gather(*self._redis.request_many(keys))
 
     async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
         """Await a fill with the other callers; the last one to give up cancels it."""
@@ -665,11 +666,12 @@ class MRCClient(AsyncClosing):
             raw = await self._cache_failed(exc, None)
         return self._take(key, raw)
 
-    def _take(self, key: str, raw: bytes | None) -> Any:
-        """Decode and count what a read returned: the value, or _MISSING."""
+    def _take(self, key: str, raw: bytes | None, share: bool = True) -> Any:
+        """Decode and count what a read returned: the value, or _MISSING. `share`: reuse
+        the decode of the bytes last read (see `_decode`)."""
         if raw:
             try:
-                value = self._decode(raw)
+                value = self._decode(raw) if share else decode(raw)
             except TooDeep:
                 logger.info("cache entry %s nests too deeply for Python; a miss", key)
             except ValueError:

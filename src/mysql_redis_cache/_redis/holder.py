@@ -171,9 +171,12 @@ class RedisHolder:
         """
         return self._bound.get().reader.request(utf8(key))
 
-    def request_many(self, keys: list[str]) -> list[asyncio.Future[bytes | None]]:
-        """Futures for the entries at `keys`, read in one MGET (split per slot on Cluster)."""
-        return self._bound.get().reader.request_many([utf8(key) for key in keys])
+    async def request_many(self, keys: list[str]) -> list[bytes | None]:
+        """The entries at `keys`, read in one MGET (split per slot on Cluster).
+
+        Raises CacheError (or CacheUnavailableError) when the read fails.
+        """
+        return await self._bound.get().reader.request_many([utf8(key) for key in keys])
 
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)

@@ -78,14 +78,32 @@ class CoalescingReader:
             return self._lone(key)
         return self._enqueue(key)
 
-    def request_many(self, keys: list[bytes]) -> list[asyncio.Future[bytes | None]]:
-        """Futures for the values of `keys`: one MGET now if the connection is idle, else
-        a place in the next one."""
-        futures = [self._enqueue(key) for key in keys]
-        if not self._pending:
-            self._pending = True
-            self._flush()
-        return futures
+    async def request_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys`: one MGET from the caller's own task when the connection is
+        idle, else places in the next batch."""
+        if self._pending:
+            return await asyncio.gather(*map(self._enqueue, keys))
+        self._pending = True
+        local = self.local
+        if local is not None:
+            local.begin_read()
+        try:
+            if local is not None:
+                values, ttls = await self._fetch_with_ttls(keys)
+                local.end_read(keys, values, ttls)
+            elif len(keys) == 1:
+                values = [await self._fetch_one(keys[0])]
+            else:
+                values = await self._fetch_many(keys)
+        except Exception as exc:
+            error = self._failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            self._done()
+        self.batches += 1
+        return values
 
     def _enqueue(self, key: bytes) -> asyncio.Future[bytes | None]:
         future = asyncio.get_running_loop().create_future()
@@ -109,18 +127,27 @@ class CoalescingReader:
                 [value], ttls = await self._fetch_with_ttls([key])
                 local.end_read([key], [value], ttls)
         except Exception as exc:
-            error = self._translate(exc)
-            self._behind_failure = isinstance(error, CacheUnavailableError)
+            error = self._failed(exc)
             if error is exc:
                 raise
             raise error from exc
         finally:
-            if self._queue:
-                asyncio.get_running_loop().call_soon(self._flush)
-            else:
-                self._pending = False
+            self._done()
         self.batches += 1
         return value
+
+    def _failed(self, exc: Exception) -> BaseException:
+        """The error a read's callers get; reads queued behind an outage fail fast too."""
+        error = self._translate(exc)
+        self._behind_failure = isinstance(error, CacheUnavailableError)
+        return error
+
+    def _done(self) -> None:
+        """A direct read ended: send what queued behind it, or go idle."""
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._pending = False
 
     def _flush(self) -> None:
         if not self._queue:
@@ -153,8 +180,7 @@ class CoalescingReader:
             else:
                 values = await self._fetch_many(keys)
         except BaseException as exc:
-            error = self._translate(exc) if isinstance(exc, Exception) else None
-            self._behind_failure = isinstance(error, CacheUnavailableError)
+            error = self._failed(exc) if isinstance(exc, Exception) else None
             for futures in batch.values():
                 for future in futures:
                     if future.done():
