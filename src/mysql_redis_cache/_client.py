@@ -22,7 +22,7 @@ from ._errors import (
     InvalidParamError,
     QueryError,
 )
-from ._mysql.config import parse_mysql_config
+from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
 from ._node.json import TooDeep, decode, encode, encode_rows
 from ._node.keys import build_checked_key, build_key, check_params
@@ -294,11 +294,17 @@ class MRCClient(AsyncClosing):
         return shape(results, self._cast)
 
     async def _check_packet(self, conn: Any, sql: str) -> None:
-        """Refuse a statement larger than the server's max_allowed_packet before sending it:
-        the server would hang up mid-packet, with an error that does not say why."""
+        """Refuse a statement larger than the server's max_allowed_packet before sending it
+        (the server would hang up mid-packet, with an error that does not say why), and
+        any statement on a server whose sql_mode makes backslash escaping unsafe."""
         if self._max_packet is None:
-            [result] = await self._driver.run_raw(conn, "SELECT @@max_allowed_packet")
-            self._max_packet = int(result.rows[0][0])  # type: ignore[arg-type]
+            [result] = await self._driver.run_raw(
+                conn, "SELECT @@max_allowed_packet, @@SESSION.sql_mode"
+            )
+            packet, sql_mode = result.rows[0]
+            if b"NO_BACKSLASH_ESCAPES" in (sql_mode or b""):
+                raise ConfigError(NO_BACKSLASH_ESCAPES + " (the server's sql_mode has it)")
+            self._max_packet = int(packet)  # type: ignore[arg-type]
         if len(sql) * 4 >= self._max_packet and len(sql.encode()) >= self._max_packet:
             raise QueryError(
                 f"the query is {len(sql.encode()):,} bytes, more than the server's "

@@ -16,6 +16,14 @@ from .._node.rows import CastOptions
 
 _TIMEZONE = re.compile(r"local|Z|[+-][0-9]{2}:[0-9]{2}")
 _DATE_TYPES = frozenset({"DATE", "DATETIME", "TIMESTAMP"})
+# Connection charsets whose escaping (backslashes, as mysql2 writes) is safe for every
+# value and whose results decode as UTF-8, as mysql2 decodes them.
+SAFE_CHARSETS = frozenset({"utf8mb4", "utf8", "utf8mb3"})
+NO_BACKSLASH_ESCAPES = (
+    "sql_mode NO_BACKSLASH_ESCAPES is not supported: values are escaped with backslashes, "
+    "as mysql2 does, and under that mode a backslash is a plain character, so a value "
+    "could end its string literal"
+)
 
 
 class MySQLConfig(TypedDict, total=False):
@@ -156,7 +164,16 @@ def parse_mysql_config(config: Mapping[str, Any] | str) -> MySQLSettings:
         raise ConfigError(f"unknown MySQL config keys: {sorted(unknown)}")
     options.setdefault("host", "localhost")
     options.setdefault("user", "root")
-    options.setdefault("charset", "utf8mb4")
+    charset = options.setdefault("charset", "utf8mb4")
+    if not isinstance(charset, str) or charset.lower() not in SAFE_CHARSETS:
+        raise ConfigError(
+            f"charset {charset!r} is not supported: only {sorted(SAFE_CHARSETS)} escape every "
+            "value safely (in sjis, cp932, gbk and big5 a byte 0x5C can end a character) and "
+            "decode results as Node does; the server converts other column charsets"
+        )
+    sql_mode = options.get("sql_mode")
+    if isinstance(sql_mode, str) and "NO_BACKSLASH_ESCAPES" in sql_mode.upper():
+        raise ConfigError(NO_BACKSLASH_ESCAPES)
     options.setdefault("autocommit", True)  # mysql2 never opens a transaction by itself
     return MySQLSettings(
         connect_kwargs=options,
