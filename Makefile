@@ -3,17 +3,29 @@ export UV_PYTHON_DOWNLOADS := never
 # uv on PATH, else the one installed into the pyenv Python that .python-version selects.
 UV ?= $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 
-.PHONY: help install test test-interop lint format typecheck check build bench bench-invalidation clean
+.PHONY: help install services demo test test-interop fuzz lint format typecheck check build bench bench-invalidation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install:  ## create .venv with the dev tools, and the npm packages the interop tests drive
+install: .venv/.installed interop/node_modules/.installed  ## .venv with the dev tools, and the npm packages the interop tests drive
+
+.venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --all-extras
-	cd interop && npm ci --no-audit --no-fund
+	@touch $@
 
-test:  ## the whole suite with branch coverage, twice: asyncmy + orjson, aiomysql + stdlib json
+interop/node_modules/.installed: interop/package.json interop/package-lock.json
+	cd interop && npm ci --no-audit --no-fund
+	@touch $@
+
+services: .venv/.installed  ## start MariaDB and Redis if they do not answer (local servers, else docker compose)
+	PYTHON=.venv/bin/python ./scripts/services
+
+demo: install services  ## see the cache work: miss, hit, invalidate, miss (cleans up after itself)
+	$(UV) run mrc demo
+
+test: install services  ## the whole suite with branch coverage, twice: asyncmy + orjson, aiomysql + stdlib json
 	MRC_MYSQL_DRIVER=asyncmy $(UV) run pytest --cov --cov-report= --cov-fail-under=0
 	MRC_MYSQL_DRIVER=aiomysql MRC_JSON=stdlib $(UV) run pytest --cov --cov-append --cov-report=term
 
