@@ -157,6 +157,11 @@ class MRCClient(AsyncClosing):
         paramstyle: str = "qmark",
         max_entry_bytes: int | None = DEFAULT_MAX_ENTRY_BYTES,
     ) -> None:
+        """Check the configuration; nothing connects until first use (see the class docs).
+
+        Raises:
+            ConfigError: a bad MySQL or Redis config or option, naming it.
+        """
         if paramstyle not in PARAMSTYLES:
             raise ConfigError(f"paramstyle must be one of {PARAMSTYLES}, got {paramstyle!r}")
         self._paramstyle = paramstyle
@@ -366,6 +371,13 @@ class MRCClient(AsyncClosing):
 
         The result is returned in its cached (JSON) shape on a miss too, so a miss and
         the hit after it give equal values.
+
+        Raises:
+            InvalidArgumentError: unnamed params or a bad ttl.
+            EncodeError: `fn()`'s result has no JSON form (nothing is cached).
+            CacheError: Redis failed, with `fail_open=False`.
+            ClientClosedError: `close()` cut the call short.
+            Whatever `fn()` raises, unchanged.
         """
         text = self._text(query, params, False)
         return await self._with_cache(fn, text, params, param_names, ttl, json_shaped=False)
@@ -377,7 +389,26 @@ class MRCClient(AsyncClosing):
         param_names: Sequence[str] = (),
         ttl: int = DEFAULT_TTL,
     ) -> Any:
-        """Return the query's rows from the cache, or from MySQL (and cache them)."""
+        """Return the query's rows from the cache, or from MySQL (and cache them).
+
+        Args:
+            query: SQL with `?` placeholders for values and `??` for identifiers.
+            params: the values, a list (or tuple), formatted as mysql2 does.
+            param_names: a name for every param: `Name=value` pairs build the key, and
+                invalidation finds entries by them.
+            ttl: seconds the entry lives (±10 % jitter, as in Node).
+
+        Returns:
+            The rows in their cached (JSON) shape, equal on a miss and on a hit.
+
+        Raises:
+            InvalidArgumentError: unnamed params, a bad ttl, `%s` placeholders.
+            InvalidParamError: params that are not a list, a value with no SQL form, or
+                fewer params than placeholders.
+            QueryError: MySQL failed (nothing is cached).
+            CacheError: Redis failed, with `fail_open=False`.
+            ClientClosedError: `close()` cut the call short.
+        """
 
         text = self._text(query, params, True)
 

@@ -44,6 +44,11 @@ class MRCServer(AsyncClosing):
     """
 
     def __init__(self, redis_config: RedisConfig = None) -> None:
+        """Check the configuration; nothing connects until first use.
+
+        Raises:
+            ConfigError: a bad Redis config, naming the bad part.
+        """
         self._redis = RedisHolder(redis_config)
 
     async def drop_outdated_cache(
