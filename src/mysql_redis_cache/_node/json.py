@@ -12,7 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 from .._errors import EncodeError
-from .jsvalue import SmallFloat, iso_utc, js_number, js_number_value, to_instant
+from .jsvalue import (
+    SmallFloat,
+    instant_ms,
+    iso_from_ms,
+    iso_utc,
+    js_number,
+    js_number_value,
+    to_instant,
+)
 
 # orjson reads integers past 64 bits as floats where json reads them exactly: 20+ digits,
 # or a minus and 19 (below -2**63, as Node writes BIGINT's minimum). Mapping digits and
@@ -105,7 +113,10 @@ def _plain(value: object, small: str = _RAISE) -> object:
     if isinstance(value, bytes | bytearray | memoryview):
         return buffer_json(value)
     if isinstance(value, date):
-        return iso_utc(to_instant(value))
+        try:
+            return iso_utc(to_instant(value))
+        except OverflowError:  # an instant past year 9999 or before year 1, fine for JS
+            return iso_from_ms(instant_ms(value))
     if isinstance(value, Decimal):
         if not value.is_finite():
             return None

@@ -190,6 +190,97 @@ def iso_utc(instant: datetime) -> str:
     )
 
 
+# Epoch-millisecond arithmetic, as ECMAScript does it, for years Python's datetime cannot
+# hold (0 and below, 10000 and above) but a JS Date can.
+
+
+def days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date, for any year."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def civil_from_days(days: int) -> tuple[int, int, int]:
+    """The (year, month, day) `days` after 1970-01-01, for any year."""
+    days += 719468
+    era = days // 146097
+    day_of_era = days - era * 146097
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    mp = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * mp + 2) // 5 + 1
+    month = mp + (3 if mp < 10 else -9)
+    return year_of_era + era * 400 + (month <= 2), month, day
+
+
+def utc_ms(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, ms: int = 0
+) -> int:
+    """Date.UTC's arithmetic (months and days roll over) without its two-digit-year rule."""
+    years, month_index = divmod(month - 1, 12)
+    days = days_from_civil(year + years, month_index + 1, 1) + day - 1
+    return ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + ms
+
+
+def iso_from_ms(ms: int) -> str | None:
+    """toISOString() of a time value; None where JS has an Invalid Date."""
+    if abs(ms) > _MAX_TIME_MS:
+        return None
+    days, rest = divmod(ms, 86_400_000)
+    year, month, day = civil_from_days(days)
+    hour, rest = divmod(rest, 3_600_000)
+    minute, rest = divmod(rest, 60_000)
+    second, millis = divmod(rest, 1000)
+    # toISOString writes years outside 0-9999 as a sign and six digits
+    year_text = f"{year:04d}" if 0 <= year <= 9999 else f"{year:+07d}"
+    return f"{year_text}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
+
+
+def instant_ms(value: date) -> int:
+    """The time value a JS Date built from `value` holds (naive values are local wall time),
+    also for wall times whose UTC instant Python cannot hold."""
+    wall = value if isinstance(value, datetime) else datetime.combine(value, time())
+    if wall.tzinfo is None or wall.utcoffset() is None:
+        wall = wall.replace(tzinfo=local_zone())
+    offset = wall.utcoffset() or timedelta()
+    naive = utc_ms(wall.year, wall.month, wall.day, wall.hour, wall.minute, wall.second)
+    return naive + wall.microsecond // 1000 - offset // timedelta(milliseconds=1)
+
+
+def local_ms(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, ms: int = 0
+) -> int:
+    """`new Date(year, month - 1, ...)`'s time value for a local wall time whose instant
+    Python cannot hold (the wall time itself must be within years 1-9999)."""
+    if 0 <= year <= 99:
+        year += 1900
+    naive = utc_ms(year, month, day, hour, minute, second, ms)
+    days, rest = divmod(naive, 86_400_000)
+    wall = datetime(*civil_from_days(days)) + timedelta(milliseconds=rest)
+    offset = wall.replace(tzinfo=local_zone()).utcoffset() or timedelta()
+    return naive - offset // timedelta(milliseconds=1)
+
+
+def legacy_date(year: int, month: int, day: int) -> tuple[int, int, int] | None:
+    """The date V8's legacy parser reads from 'YYYY-MM-DD ...' when YYYY is below 100
+    (what mysql2 hands it for such DATETIMEs), or None where it gives an Invalid Date.
+
+    The three numbers are read as month/day/year when the first could be a month, as a
+    two-digit year otherwise (00-49: 20xx, 50-99: 19xx); 13-31 is neither.
+    """
+    if 1 <= year <= 12:
+        return 2000 + day, year, month
+    if 13 <= year <= 31:
+        return None
+    return (2000 if year < 50 else 1900) + year, month, day
+
+
 def js_date(
     zone: tzinfo,
     year: int,

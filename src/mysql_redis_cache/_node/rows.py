@@ -21,7 +21,17 @@ from pymysql.constants import FIELD_TYPE
 
 from .._errors import QueryError
 from .json import buffer_json
-from .jsvalue import iso_utc, js_date, js_number_value, local_zone, local_zone_name
+from .jsvalue import (
+    iso_from_ms,
+    iso_utc,
+    js_date,
+    js_number_value,
+    legacy_date,
+    local_ms,
+    local_zone,
+    local_zone_name,
+    utc_ms,
+)
 
 _BINARY_CHARSET = 63
 _MAX_SAFE_INT = 2**53
@@ -111,23 +121,35 @@ def _buffer(raw: bytes) -> dict[str, Any]:
     return buffer_json(raw)
 
 
-def _date_at(
-    timezone: str, year: int, month: int, day: int, *clock: int, strict: bool = False
-) -> datetime | None:
-    """The instant mysql2 builds for a DATE or DATETIME under its `timezone` option.
-
-    `strict` marks mysql2's DATE-with-offset path, which parses a string and so rejects
-    out-of-range months and days instead of rolling them over.
-    """
+def _date_at(timezone: str, year: int, month: int, day: int, *clock: int) -> datetime | None:
+    """The instant mysql2 builds for a DATETIME under its `timezone` option (within the
+    years Python holds; see `_iso_at` for the rest)."""
     if timezone == "local":
         return js_date(local_zone(), year, month, day, *clock)
     if timezone == "Z":
         return js_date(UTC, year, month, day, *clock)
-    offset = _option_offset(timezone)
+    wall = js_date(UTC, year, month, day, *clock)
+    return None if wall is None else wall - _option_offset(timezone)
+
+
+def _iso_at(
+    timezone: str, year: int, month: int, day: int, *clock: int, strict: bool = False
+) -> str | None:
+    """`_date_at` as the ISO text JSON.stringify writes (None for an Invalid Date), for
+    every year a JS Date holds. `strict`: mysql2 parsed an ISO string, so the year is
+    taken as it is (Date.UTC maps 0-99 to 19xx)."""
+    if timezone == "local":
+        try:
+            instant = js_date(local_zone(), year, month, day, *clock)
+        except OverflowError:  # its UTC instant is past year 9999 (or before year 1)
+            return iso_from_ms(local_ms(year, month, day, *clock))
+        return None if instant is None else iso_utc(instant)
     if strict and not (1 <= month <= 12 and 1 <= day <= 31):
         return None
-    wall = js_date(UTC, year, month, day, *clock)
-    return None if wall is None else wall - offset
+    if not strict and 0 <= year <= 99:
+        year += 1900
+    offset = timedelta() if timezone == "Z" else _option_offset(timezone)
+    return iso_from_ms(utc_ms(year, month, day, *clock) - offset // timedelta(milliseconds=1))
 
 
 def _option_offset(timezone: str) -> timedelta:
@@ -142,10 +164,10 @@ def _make_date(options: CastOptions) -> Converter:
     def convert(raw: bytes) -> str | None:
         if len(raw) != 10:
             return None
-        instant = _date_at(
-            options.timezone, int(raw[0:4]), int(raw[5:7]), int(raw[8:10]), strict=True
-        )
-        return None if instant is None else iso_utc(instant)
+        year, month, day = int(raw[0:4]), int(raw[5:7]), int(raw[8:10])
+        if options.timezone not in ("local", "Z"):  # mysql2 parses an ISO string
+            return _iso_at(options.timezone, year, month, day, strict=True)
+        return _iso_at(options.timezone, year, month, day)
 
     return convert
 
@@ -178,8 +200,11 @@ def _make_datetime(options: CastOptions) -> Converter:
             return None
         if fixed is not None:
             return fixed
-        start = _date_at(options.timezone, year, month, day, hour, 0, 0, 0)
-        end = _date_at(options.timezone, year, month, day, hour, 59, 59, 999)
+        try:
+            start = _date_at(options.timezone, year, month, day, hour, 0, 0, 0)
+            end = _date_at(options.timezone, year, month, day, hour, 59, 59, 999)
+        except OverflowError:  # its instant is past year 9999: the full path copes
+            return None
         if start is None or end is None or end - start != _HOUR_SPAN:
             return None
         return datetime(year, month, day, hour, tzinfo=UTC) - start
@@ -196,28 +221,31 @@ def _make_datetime(options: CastOptions) -> Converter:
         if offset is not None:
             if not offset:
                 return (raw[:10] + b"T" + raw[11:19] + b"." + millis + b"Z").decode()
-            utc = datetime(
-                int(raw[0:4]), int(raw[5:7]), int(raw[8:10]),
-                int(raw[11:13]), int(raw[14:16]), int(raw[17:19]),
-            ) - offset  # fmt: skip
+            try:
+                utc = datetime(
+                    int(raw[0:4]), int(raw[5:7]), int(raw[8:10]),
+                    int(raw[11:13]), int(raw[14:16]), int(raw[17:19]),
+                ) - offset  # fmt: skip
+            except OverflowError:  # past 9999-12-31 in UTC: JS writes +010000
+                return _full(raw, millis)
             return (
                 f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:"
                 f"{utc.minute:02d}:{utc.second:02d}.{millis.decode()}Z"
             )
-        month, day = int(raw[5:7]), int(raw[8:10])
+        return _full(raw, millis)
+
+    def _full(raw: bytes, millis: bytes) -> str | None:
+        year, month, day = int(raw[0:4]), int(raw[5:7]), int(raw[8:10])
         if month == 0 or day == 0 or month > 12 or day > 31:
             return None  # a zero date: mysql2 makes an Invalid Date, which JSON writes as null
-        instant = _date_at(
-            options.timezone,
-            int(raw[0:4]),
-            month,
-            day,
-            int(raw[11:13]),
-            int(raw[14:16]),
-            int(raw[17:19]),
-            int(millis),
-        )
-        return None if instant is None else iso_utc(instant)
+        if year < 100:
+            # mysql2 hands these to V8's legacy Date-from-string parser
+            legacy = legacy_date(year, month, day)
+            if legacy is None:
+                return None
+            year, month, day = legacy
+        clock = (int(raw[11:13]), int(raw[14:16]), int(raw[17:19]), int(millis))
+        return _iso_at(options.timezone, year, month, day, *clock)
 
     return convert
 

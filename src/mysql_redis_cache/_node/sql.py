@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from .._errors import InvalidParamError
-from .jsvalue import js_number, js_string, local_zone, to_instant
+from .jsvalue import (
+    civil_from_days,
+    instant_ms,
+    js_number,
+    js_string,
+    local_zone,
+    to_instant,
+    utc_ms,
+)
 
 _ESCAPE_CHARS = re.compile(r"[\0\b\t\n\r\x1a\"'\\]")
 _ESCAPE_MAP = {
@@ -62,15 +70,49 @@ def _timezone_offset_minutes(timezone: str) -> float | None:
 
 
 def _write_date(value: date, timezone: str) -> str:
-    instant = to_instant(value)
-    if timezone == "local":
-        wall = instant.astimezone(local_zone())
-    else:
-        offset = _timezone_offset_minutes(timezone)
-        wall = instant.astimezone(UTC) + timedelta(minutes=offset or 0)
+    try:
+        instant = to_instant(value)
+        if timezone == "local":
+            wall = instant.astimezone(local_zone())
+        else:
+            offset = _timezone_offset_minutes(timezone)
+            wall = instant.astimezone(UTC) + timedelta(minutes=offset or 0)
+    except OverflowError:  # the wall time in that offset is before year 1 or after 9999
+        return _write_far_date(value, timezone)
     return escape_string(
         f"{wall.year:04d}-{wall.month:02d}-{wall.day:02d} {wall.hour:02d}:{wall.minute:02d}:"
         f"{wall.second:02d}.{wall.microsecond // 1000:03d}"
+    )
+
+
+def _write_far_date(value: date, timezone: str) -> str:
+    """`_write_date` with epoch-millisecond arithmetic, for years Python cannot hold."""
+    naive = not isinstance(value, datetime) or value.tzinfo is None
+    if timezone == "local" and naive:  # a local wall time stays itself
+        ms = utc_ms(value.year, value.month, value.day)
+        if isinstance(value, datetime):
+            ms = utc_ms(value.year, value.month, value.day, value.hour, value.minute,
+                        value.second, value.microsecond // 1000)  # fmt: skip
+        return _format_wall_ms(ms, value)
+    offset = None if timezone == "local" else _timezone_offset_minutes(timezone)
+    if offset is None:
+        raise InvalidParamError(
+            f"{value!r} is outside the years this library can convert to the local zone"
+        )
+    return _format_wall_ms(instant_ms(value) + round(offset * 60_000), value)
+
+
+def _format_wall_ms(ms: int, value: date) -> str:
+    """A wall time given as epoch milliseconds, as mysql2 writes it."""
+    days, rest = divmod(ms, 86_400_000)
+    year, month, day = civil_from_days(days)
+    if year < 0:
+        raise InvalidParamError(f"{value!r} falls before year 0 where it is written")
+    hour, rest = divmod(rest, 3_600_000)
+    minute, rest = divmod(rest, 60_000)
+    second, millis = divmod(rest, 1000)
+    return escape_string(
+        f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}.{millis:03d}"
     )
 
 
