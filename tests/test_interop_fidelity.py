@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mysql_redis_cache import MRCClient
+from mysql_redis_cache import MRCClient, QueryError
 from mysql_redis_cache._node.json import encode
 from mysql_redis_cache._node.sql import format_query
 
@@ -79,3 +79,78 @@ def test_far_dates_as_sql_and_json_match_node(local_tz: Any, value: date, timezo
     local_tz(zone)
     assert sql == format_query("SELECT ?", [value], timezone)
     assert text.encode() == encode(value)
+
+
+SESSION_QUERIES = {
+    "collation": "SELECT @@collation_connection AS c, STRCMP('ß', 'ss') AS s,"
+    " 'a' = 'A' AS ci, 'ä' = 'a' AS accents",
+    "ignore-space": "SELECT COUNT (*) AS n, MAX (x) AS m FROM (SELECT 1 AS x UNION SELECT 2) t",
+    "found-rows": "UPDATE mrc_session SET v = v WHERE id = 1",
+    "group-by-collation": "SELECT COUNT(DISTINCT w) AS n FROM"
+    " (SELECT 'ß' AS w UNION ALL SELECT 'ss' UNION ALL SELECT 'SS') t",
+}
+
+
+@pytest.fixture
+async def session_table() -> Any:
+    async with MRCClient(MYSQL_CONFIG) as client:
+        await client.query_to_promise("CREATE OR REPLACE TABLE mrc_session (id INT, v INT)")
+        await client.query_to_promise("INSERT INTO mrc_session VALUES (1, 1)")
+        yield
+        await client.query_to_promise("DROP TABLE mrc_session")
+
+
+@pytest.mark.usefixtures("session_table")
+@pytest.mark.parametrize("query", SESSION_QUERIES.values(), ids=SESSION_QUERIES.keys())
+async def test_session_behaves_like_mysql2s(query: str) -> None:
+    """Collation, IGNORE_SPACE and FOUND_ROWS give the results Node gets."""
+    [node_json] = run_node([{"op": "query_to_promise", "query": query}], mysql=MYSQL_CONFIG)
+    async with MRCClient(MYSQL_CONFIG) as client:
+        ours = await client.query_to_promise(query)
+    assert json.loads(node_json) == ours
+
+
+OBJECTS = {
+    "index-keys-first": {"b": 1, "10": 2, "a": 3, "2": 4},
+    "null-and-number": {None: [], 10: b"\x01"},
+    "not-indexes": {"01": 1, "-1": 2, "1.5": 3, "4294967295": 4, "4294967294": 5},
+    "nested": {"z": {"3": 1, "x": 2, "1": 3}, "0": [{"9": 0, "k": 1}]},
+}
+
+
+@pytest.mark.parametrize("value", OBJECTS.values(), ids=OBJECTS.keys())
+def test_object_key_order_matches_node(value: dict[Any, Any]) -> None:
+    """Dicts encode with JS property order: integer-like keys first, ascending."""
+    [node_text, node_sql] = run_node(
+        [
+            {"op": "stringify", "value": tag(value)},
+            {"op": "format", "query": "UPDATE t SET ?", "params": tag([value])},
+        ]
+    )
+    assert node_text.encode() == encode(value)
+    assert node_sql == format_query("UPDATE t SET ?", [value])
+
+
+async def test_private_property_columns_are_refused_like_mysql2() -> None:
+    """A column named __proto__ is refused, as mysql2 refuses it, instead of cached."""
+    query = "SELECT 1 AS `__proto__`, 2 AS b"
+    with pytest.raises(Exception, match="private property"):
+        run_node([{"op": "query_to_promise", "query": query}], mysql=MYSQL_CONFIG)
+    async with MRCClient(MYSQL_CONFIG) as client:
+        with pytest.raises(QueryError, match="can't be the same as an object's private property"):
+            await client.query_to_promise(query)
+
+
+BINARY_JSON = {
+    "object": "SELECT JSON_OBJECT('k', CAST('é' AS BINARY)) AS j",
+    "array": "SELECT JSON_ARRAY(CAST('ü€' AS BINARY), 'x') AS j",
+    "text": "SELECT JSON_OBJECT('k', 'é') AS j",
+}
+
+
+@pytest.mark.parametrize("query", BINARY_JSON.values(), ids=BINARY_JSON.keys())
+async def test_json_with_a_binary_charset_reads_as_mysql2(query: str) -> None:
+    """JSON built from binary values is read as latin1, as mysql2 reads it; text as UTF-8."""
+    [node_json] = run_node([{"op": "query_to_promise", "query": query}], mysql=MYSQL_CONFIG)
+    async with MRCClient(MYSQL_CONFIG) as client:
+        assert json.loads(node_json) == await client.query_to_promise(query)

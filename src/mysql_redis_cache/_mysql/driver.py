@@ -32,18 +32,26 @@ logger = logging.getLogger("mysql_redis_cache")
 _MARIADB_CLIENT_EXTENDED_METADATA = 8
 _CLIENT_MYSQL = 1  # CLIENT_LONG_PASSWORD in MySQL; MariaDB reads it as "not MariaDB-aware"
 _CLIENT_MULTI_STATEMENTS = 1 << 16
+# Flags mysql2 sends that change results: FOUND_ROWS (affectedRows counts matched rows)
+# and IGNORE_SPACE (`COUNT (*)` parses).
+_MYSQL2_FLAGS = 2 | 256
+_UTF8MB4_UNICODE_CI = 224  # mysql2's charset number: ß = ss, as in Node
+_UTF8MB4_IDS = frozenset({45, 46, 255})  # utf8mb4_general_ci, _bin, _0900_ai_ci
 
 
 def patch_handshake(
     payload: bytes, server_mariadb_caps: int, multiple_statements: bool
 ) -> tuple[bytes, bool]:
-    """Rewrite a HandshakeResponse as mysql2 would send it: no multi-statements unless
-    asked, and MariaDB's extended metadata requested when offered. Returns the payload
-    and whether extended metadata is now on."""
+    """Rewrite a HandshakeResponse as mysql2 would send it: its client flags and utf8mb4
+    collation, no multi-statements unless asked, and MariaDB's extended metadata
+    requested when offered. Returns the payload and whether extended metadata is on."""
     flags: int = struct.unpack_from("<I", payload)[0]
     caps: int = struct.unpack_from("<I", payload, 28)[0]
     if not multiple_statements:
         flags &= ~_CLIENT_MULTI_STATEMENTS
+    flags |= _MYSQL2_FLAGS
+    if payload[8] in _UTF8MB4_IDS:  # mysql2's default collation, not the server's
+        payload = payload[:8] + bytes([_UTF8MB4_UNICODE_CI]) + payload[9:]
     extended = bool(server_mariadb_caps & _MARIADB_CLIENT_EXTENDED_METADATA)
     if extended:
         # MariaDB reads the client's extended capabilities only without CLIENT_MYSQL

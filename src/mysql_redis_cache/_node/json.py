@@ -19,6 +19,7 @@ from .jsvalue import (
     iso_utc,
     js_number,
     js_number_value,
+    js_object,
     to_instant,
 )
 
@@ -107,7 +108,7 @@ def _plain(value: object, small: str = _RAISE) -> object:
                 return value
         return number
     if isinstance(value, Mapping):
-        return {_key(k): _plain(v, small) for k, v in value.items()}
+        return js_object({_key(k): _plain(v, small) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return [_plain(v, small) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .._errors import InvalidParamError
@@ -267,6 +268,18 @@ def local_ms(
     return naive - offset // timedelta(milliseconds=1)
 
 
+def js_object(pairs: dict[str, Any]) -> dict[str, Any]:
+    """`pairs` in a JS object's property order: array-index keys ('0', '1', ... below
+    2**32 - 1) first, ascending, then the others as inserted."""
+    indexes = [k for k in pairs if k[:1].isdigit() and _ARRAY_INDEX.fullmatch(k)]
+    indexes = [k for k in indexes if int(k) < 2**32 - 1]
+    if not indexes:
+        return pairs
+    ordered = {k: pairs[k] for k in sorted(indexes, key=int)}
+    ordered.update((k, v) for k, v in pairs.items() if k not in ordered)
+    return ordered
+
+
 def legacy_date(year: int, month: int, day: int) -> tuple[int, int, int] | None:
     """The date V8's legacy parser reads from 'YYYY-MM-DD ...' when YYYY is below 100
     (what mysql2 hands it for such DATETIMEs), or None where it gives an Invalid Date.
@@ -312,6 +325,7 @@ def js_date(
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 
 
 def utf8(text: str) -> bytes:

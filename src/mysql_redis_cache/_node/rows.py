@@ -26,6 +26,7 @@ from .jsvalue import (
     iso_utc,
     js_date,
     js_number_value,
+    js_object,
     legacy_date,
     local_ms,
     local_zone,
@@ -38,7 +39,10 @@ _MAX_SAFE_INT = 2**53
 # The Node normalizer's /^-?\d+\.?\d*$/; JS \d is ASCII-only and $ does not match before "\n".
 _NUMERIC = re.compile(r"-?[0-9]+\.?[0-9]*")
 _NUMERIC_START = frozenset("-0123456789")
-_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
+# What mysql2 refuses as a column name (helpers.js privateObjectProps).
+_PRIVATE_PROPS = frozenset(
+    {"__defineGetter__", "__defineSetter__", "__lookupGetter__", "__lookupSetter__", "__proto__"}
+)
 _FIXED_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
 
 Converter = Callable[[bytes], Any]
@@ -252,13 +256,7 @@ def _make_datetime(options: CastOptions) -> Converter:
 
 def _ordered_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object with JS property order: array-index keys first, ascending."""
-    obj = dict(pairs)
-    indexes = [k for k in obj if _ARRAY_INDEX.fullmatch(k) and int(k) < 2**32 - 1]
-    if not indexes:
-        return obj
-    ordered = {k: obj[k] for k in sorted(indexes, key=int)}
-    ordered.update((k, v) for k, v in obj.items() if k not in ordered)
-    return ordered
+    return js_object(dict(pairs))
 
 
 def _json_float(text: str) -> int | float | None:
@@ -266,14 +264,24 @@ def _json_float(text: str) -> int | float | None:
     return None if value in (float("inf"), float("-inf")) else js_number_value(value)
 
 
-def _json_column(raw: bytes) -> Any:
+def _parse_json(text: str) -> Any:
     return json.loads(
-        raw.decode("utf-8", "replace"),
+        text,
         parse_int=lambda s: _int(int(s)),
         parse_float=_json_float,
         parse_constant=lambda s: None,
         object_pairs_hook=_ordered_pairs,
     )
+
+
+def _json_column(raw: bytes) -> Any:
+    return _parse_json(raw.decode("utf-8", "replace"))
+
+
+def _binary_json_column(raw: bytes) -> Any:
+    """JSON in a binary-charset column (e.g. JSON_OBJECT over a BLOB): mysql2 reads the
+    text with the column's encoding, 'binary', which is latin1."""
+    return _parse_json(raw.decode("latin-1"))
 
 
 def _unsupported(type_name: str) -> Converter:
@@ -291,14 +299,14 @@ def _wants_string(type_name: str, date_strings: bool | tuple[str, ...]) -> bool:
 
 # Converters that can return numeric-looking strings: the normalizer skips other columns
 # (numbers, buffers, ISO dates).
-_MAY_LOOK_NUMERIC: frozenset[Converter] = frozenset({_text, _json_column})
+_MAY_LOOK_NUMERIC: frozenset[Converter] = frozenset({_text, _json_column, _binary_json_column})
 
 
 def converter_for(field: Any, options: CastOptions) -> Converter:
     """The function that casts one column's raw bytes as mysql2 would."""
-    if getattr(field, "ext_format", None) == "json":
-        return _json_column
     code = field.type_code
+    if getattr(field, "ext_format", None) == "json" or code == FIELD_TYPE.JSON:
+        return _binary_json_column if field.charsetnr == _BINARY_CHARSET else _json_column
     if code in (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24,
                 FIELD_TYPE.YEAR, FIELD_TYPE.LONGLONG):  # fmt: skip
         return _int
@@ -313,8 +321,6 @@ def converter_for(field: Any, options: CastOptions) -> Converter:
     if code in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
         name = "DATETIME" if code == FIELD_TYPE.DATETIME else "TIMESTAMP"
         return _text if _wants_string(name, options.date_strings) else _make_datetime(options)
-    if code == FIELD_TYPE.JSON:
-        return _json_column
     if code == FIELD_TYPE.GEOMETRY:
         return _unsupported("GEOMETRY")
     if field.charsetnr == _BINARY_CHARSET:
@@ -462,10 +468,20 @@ def _bulk_cast(column: Sequence[Any], bulk: Bulk) -> Sequence[Any] | None:
 
 
 def rows_from(result: RawResult, options: CastOptions) -> list[dict[str, Any]]:
-    """Cast every row of a result set into the value Node would cache for it."""
+    """Cast every row of a result set into the value Node would cache for it.
+
+    Raises:
+        QueryError: a column named like an object's private property, which mysql2
+            refuses (its rows would not be plain objects).
+    """
+    names = [field.name for field in result.fields]
+    for name in names:
+        if name in _PRIVATE_PROPS:
+            raise QueryError(
+                f"The field name ({name}) can't be the same as an object's private property."
+            )
     if not result.rows:
         return []
-    names = [field.name for field in result.fields]
     normalize = options.normalize_numbers
     columns = []
     for field, column in zip(result.fields, zip(*result.rows, strict=True), strict=True):

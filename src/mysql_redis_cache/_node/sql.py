@@ -16,6 +16,7 @@ from .jsvalue import (
     civil_from_days,
     instant_ms,
     js_number,
+    js_object,
     js_string,
     local_zone,
     to_instant,
@@ -127,9 +128,10 @@ def _write_list(values: Sequence[object], timezone: str) -> str:
 
 
 def _write_assignments(values: Mapping[object, object], timezone: str) -> str:
+    pairs = js_object({js_string(key): value for key, value in values.items()})
     return ", ".join(
-        f"{escape_id(js_string(key))} = {_escape_value(value, timezone, stringify_objects=True)}"
-        for key, value in values.items()
+        f"{escape_id(key)} = {_escape_value(value, timezone, stringify_objects=True)}"
+        for key, value in pairs.items()
     )
 
 
