@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -154,3 +154,24 @@ async def test_json_with_a_binary_charset_reads_as_mysql2(query: str) -> None:
     [node_json] = run_node([{"op": "query_to_promise", "query": query}], mysql=MYSQL_CONFIG)
     async with MRCClient(MYSQL_CONFIG) as client:
         assert json.loads(node_json) == await client.query_to_promise(query)
+
+
+HISTORIC = {
+    "lmt-1883": date(1883, 11, 18),
+    "lmt-instant": datetime(1883, 11, 18, 12, tzinfo=UTC),
+    "no-dst-1902": date(1902, 10, 13),
+    "war-time-winter": date(1944, 1, 13),
+    "war-time-summer": date(1944, 7, 13),
+    "before-epoch-summer": datetime(1960, 7, 4, 12, 30),
+    "after-2038": datetime(2050, 7, 4, 8, 0),
+    "leap-1900": date(1900, 2, 28),
+}
+
+
+@pytest.mark.parametrize("value", HISTORIC.values(), ids=HISTORIC.keys())
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Sydney"])
+def test_historic_dates_key_as_node(local_tz: Any, zone: str, value: date) -> None:
+    """Local mean time and zone names outside 1970-2038 print as V8 prints them."""
+    local_tz(zone)
+    [key] = run_node([{"op": "key", "query": "q", "params": tag([value]), "names": ["D"]}], tz=zone)
+    assert key == MRCClient(MYSQL_CONFIG).get_key_from_query("q", [value], ["D"])

@@ -159,7 +159,8 @@ def to_instant(value: date) -> datetime:
 
 
 def _offset_text(offset: timedelta, colon: bool) -> str:
-    minutes = int(offset.total_seconds() // 60)
+    # V8 truncates toward zero: local mean time -4:56:02 prints as -0456
+    minutes = int(offset.total_seconds() / 60)
     sign = "+" if minutes >= 0 else "-"
     hours, mins = divmod(abs(minutes), 60)
     return f"{sign}{hours:02d}{':' if colon else ''}{mins:02d}"
@@ -174,12 +175,38 @@ def date_to_string(instant: datetime) -> str:
     if names is None:
         long_name = "GMT" + (_offset_text(offset, True) if offset else "")
     else:
-        long_name = names[1] if local.dst() else names[0]
+        long_name = names[1] if _labelled_dst(instant, zone_name) else names[0]
     return (
         f"{_WEEKDAYS[local.weekday()]} {_MONTHS[local.month - 1]} {local.day:02d} "
         f"{local.year:04d} {local.hour:02d}:{local.minute:02d}:{local.second:02d} "
         f"GMT{_offset_text(offset, False)} ({long_name})"
     )
+
+
+_V8_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC))
+
+
+def _labelled_dst(instant: datetime, zone_name: str) -> bool:
+    """Whether V8 names the zone's daylight time for `instant`.
+
+    Outside 1970-2038 V8 takes the name (not the offset) at an equivalent instant: the
+    same UTC month, day and time in a year of 2008-2035 that starts on the same weekday
+    and has the same length. So history (no DST in 1902, war time in 1944) is ignored.
+    """
+    start, end = _V8_TIME_RANGE
+    utc = instant.astimezone(UTC)
+    if start <= utc <= end:
+        return bool(utc.astimezone(_zone(zone_name)).dst())
+    leap = utc.year % 4 == 0 and (utc.year % 100 != 0 or utc.year % 400 == 0)
+    weekday = (days_from_civil(utc.year, 1, 1) + 4) % 7  # 0 = Sunday, as V8 counts
+    recent = (1956 if leap else 1967) + (weekday * 12) % 28
+    year = 2008 + (recent + 3 * 28 - 2008) % 28
+    day = min(utc.day, 28 if utc.month == 2 and not leap else 31)
+    try:
+        equivalent = utc.replace(year=year, day=day)
+    except ValueError:
+        equivalent = utc.replace(year=year, day=30)
+    return bool(equivalent.astimezone(_zone(zone_name)).dst())
 
 
 def iso_utc(instant: datetime) -> str:
