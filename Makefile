@@ -29,6 +29,10 @@ test: install services  ## the whole suite with branch coverage, twice: asyncmy 
 	MRC_MYSQL_DRIVER=asyncmy $(UV) run pytest --cov --cov-report= --cov-fail-under=0
 	MRC_MYSQL_DRIVER=aiomysql MRC_JSON=stdlib $(UV) run pytest --cov --cov-append --cov-report=term
 
+fuzz: install services  ## the differential test against Node, 10x the cases of make test, fresh seed (SEED=n replays)
+	@seed=$${SEED:-$$(date +%s)}; echo "MRC_FUZZ_SEED=$$seed"; \
+	MRC_FUZZ_SEED=$$seed MRC_FUZZ_CASES=1200 $(UV) run pytest -q tests/test_differential.py
+
 test-interop:  ## only the tests that run the real npm package
 	$(UV) run pytest -m interop
 
