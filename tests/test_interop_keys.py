@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -163,6 +164,9 @@ def test_sql_text_matches_mysql2(client: MRCClient, case: tuple[str, list[Any]])
     assert expected == format_query(query, params)
     if query == "SELECT ?, ?" and len(params) == 1:
         with pytest.raises(InvalidParamError, match="more \\? placeholders than the 1 params"):
+            client.format_query(query, params)
+    elif any(isinstance(p, float) and not math.isfinite(p) for p in params):
+        with pytest.raises(InvalidParamError, match="no SQL form"):  # MySQL reads a column
             client.format_query(query, params)
     else:
         assert expected == client.format_query(query, params)

@@ -170,3 +170,34 @@ def test_removed_attributes_say_what_replaced_them(name: str) -> None:
         getattr(client, name)
     with pytest.raises(AttributeError, match=r"removed in 1\.0"):
         setattr(client, name, object())
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [("Id", "not a string"), (["A=B"], "contains '='")],
+    ids=["string", "equals-sign"],
+)
+async def test_param_names_that_invalidation_cannot_reach_are_refused(
+    client: MRCClient, names: Any, message: str
+) -> None:
+    """param_names as a str, or a name with '=', is refused: no invalidation could find it."""
+    with pytest.raises(InvalidArgumentError, match=message):
+        await client.query_with_cache("SELECT ?", [1], names)
+    with pytest.raises(InvalidArgumentError, match=message):
+        client.get_key_from_query("SELECT ?", [1], names)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1.0, float("-inf")]])
+async def test_non_finite_params_are_refused_for_sql(client: MRCClient, value: object) -> None:
+    """NaN and Infinity have no SQL form: refused before anything is sent."""
+    with pytest.raises(InvalidParamError, match="no SQL form"):
+        await client.query_with_cache("SELECT ?", [value], ["V"])
+
+
+async def test_huge_params_bypass_the_cache(client: MRCClient, redis_sync: Any) -> None:
+    """A param that would make a key over 16 KiB runs uncached instead of storing that key."""
+    big = "x" * 20_000
+    rows = await client.query_with_cache("SELECT LENGTH(?) AS n", [big], ["Big"])
+    assert [{"n": 20_000}] == rows
+    assert 1 == client.stats.bypasses
+    assert 0 == redis_sync.dbsize()

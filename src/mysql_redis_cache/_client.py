@@ -11,7 +11,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ._errors import (
     CacheError,
@@ -25,7 +25,7 @@ from ._errors import (
 from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
 from ._node.json import TooDeep, decode, encode, encode_rows
-from ._node.keys import build_checked_key, build_key, check_params
+from ._node.keys import build_checked_key, build_key, check_params, refuse_non_finite
 from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
 from ._node.rows import shape
 from ._node.sql import format_query
@@ -251,6 +251,8 @@ class MRCClient(AsyncClosing):
         """The query text to format and hash, after checking params and paramstyle."""
         if params is not None and type(params) is not list:
             check_params(params)
+        if runs_sql and params:
+            refuse_non_finite(cast(Sequence[object], params))
         if "%" in query and params is not None:
             if self._paramstyle == "format":
                 return format_to_qmark(query)

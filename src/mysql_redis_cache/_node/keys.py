@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 
 from .._errors import InvalidArgumentError, InvalidParamError
@@ -35,6 +36,20 @@ def check_params(params: object) -> None:
         )
 
 
+def refuse_non_finite(params: Sequence[object]) -> None:
+    """Refuse NaN and Infinity params for SQL: mysql2 writes them as bare words, which
+    MySQL reads as column names.
+
+    Raises:
+        InvalidParamError: a NaN or infinite float, at any depth of lists.
+    """
+    for value in params:
+        if type(value) is float and not math.isfinite(value):
+            raise InvalidParamError(f"{value!r} has no SQL form (mysql2 would send {value})")
+        if isinstance(value, list | tuple):
+            refuse_non_finite(value)
+
+
 def check_names(params: Sequence[object] | None, names: Sequence[str]) -> None:
     """Refuse params that would not all reach the key.
 
@@ -48,6 +63,8 @@ def check_names(params: Sequence[object] | None, names: Sequence[str]) -> None:
             "or calls that differ only in an unnamed param would read each other's rows"
         )
 
+
+MAX_KEY_CHARS = 16 * 1024  # longer keys (huge params) bypass the cache
 
 # Keys already built for int and str params (most calls repeat a few), cleared when full.
 # Only those types: 1 == True == 1.0 as dict keys, but their keys differ.
@@ -86,6 +103,15 @@ def build_checked_key(
 
 
 def _build(query: str, params: Sequence[object], names: Sequence[str]) -> tuple[str, bool]:
+    if isinstance(names, str | bytes):
+        raise InvalidArgumentError(
+            f"param_names must be a list of names, not a string: write [{names!r}]"
+        )
+    for name in names:
+        if isinstance(name, str) and "=" in name:
+            raise InvalidArgumentError(
+                f"param name {name!r} contains '=': no invalidation could ever find its entries"
+            )
     count = len(params)
     if count > len(names):
         check_names(params, names)  # raises
@@ -111,7 +137,9 @@ def _build(query: str, params: Sequence[object], names: Sequence[str]) -> tuple[
         ):
             unambiguous = False
     parts.append(query_hash(query))
-    return "".join(parts), unambiguous
+    key = "".join(parts)
+    # a key this long would cost Redis memory on every entry and every scan: no caching
+    return key, unambiguous and len(key) <= MAX_KEY_CHARS
 
 
 def _hides_an_object(value: object) -> bool:
