@@ -84,17 +84,8 @@ class CoalescingReader:
         if self._pending:
             return await asyncio.gather(*map(self._enqueue, keys))
         self._pending = True
-        local = self.local
-        if local is not None:
-            local.begin_read()
         try:
-            if local is not None:
-                values, ttls = await self._fetch_with_ttls(keys)
-                local.end_read(keys, values, ttls)
-            elif len(keys) == 1:
-                values = [await self._fetch_one(keys[0])]
-            else:
-                values = await self._fetch_many(keys)
+            values = await self._fetch(keys)
         except Exception as exc:
             error = self._failed(exc)
             if error is exc:
@@ -168,17 +159,8 @@ class CoalescingReader:
 
     async def _run(self, batch: Waiters) -> None:
         keys = list(batch)
-        local = self.local
-        if local is not None:
-            local.begin_read()
         try:
-            if local is not None:
-                values, ttls = await self._fetch_with_ttls(keys)
-                local.end_read(keys, values, ttls)
-            elif len(keys) == 1:
-                values = [await self._fetch_one(keys[0])]
-            else:
-                values = await self._fetch_many(keys)
+            values = await self._fetch(keys)
         except BaseException as exc:
             error = self._failed(exc) if isinstance(exc, Exception) else None
             for futures in batch.values():
@@ -205,6 +187,18 @@ class CoalescingReader:
             # Not at once: first the callers just woken run, and those that read again
             # ride in the next batch together instead of one of them going out alone.
             asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _fetch(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys` in one round trip, kept by the local cache if there is one."""
+        local = self.local
+        if local is None:
+            if len(keys) == 1:
+                return [await self._fetch_one(keys[0])]
+            return await self._fetch_many(keys)
+        local.begin_read()
+        values, ttls = await self._fetch_with_ttls(keys)
+        local.end_read(keys, values, ttls)
+        return values
 
     async def _fetch_one(self, key: bytes) -> bytes | None:
         value: bytes | None = await self._call(
