@@ -249,10 +249,17 @@ class MRCClient(AsyncClosing):
 
     def _text(self, query: str, params: object, runs_sql: bool) -> str:
         """The query text to format and hash, after checking params and paramstyle."""
-        if params is not None and type(params) is not list:
+        if type(params) is list:
+            if runs_sql:
+                for value in params:  # most params are ints and strs: skip the walk
+                    kind = type(value)
+                    if kind is float or kind is list or kind is tuple:
+                        refuse_non_finite(params)
+                        break
+        elif params is not None:
             check_params(params)
-        if runs_sql and params:
-            refuse_non_finite(cast(Sequence[object], params))
+            if runs_sql and params:
+                refuse_non_finite(cast(Sequence[object], params))
         if "%" in query and params is not None:
             if self._paramstyle == "format":
                 return format_to_qmark(query)

@@ -225,61 +225,57 @@ class CoalescingReader:
         return values, replies[1:]
 
     async def _call(self, command: bytes, replies: int = 1) -> Any:
-        """Send packed commands and read their reply (a list of `replies` if more than one);
-        once more on a new connection if the one they went out on was found dead (reads
-        are safe to repeat)."""
-        reused = self._conn is not None
-        try:
-            return await self._call_once(command, replies)
-        except DEAD_CONNECTION as exc:
-            if not reused:
-                raise
-            logger.debug("Redis read connection was dead (%s): reading on a new one", exc)
-            return await self._call_once(command, replies)
-
-    async def _call_once(self, command: bytes, replies: int) -> Any:
-        """Send packed commands and read their replies, within the connection's timeout."""
+        """Send packed commands and read their reply (a list of `replies` if more than one),
+        within the connection's timeout; once more on a new connection if the one they
+        went out on was found dead (reads are safe to repeat). One frame: this is the hot
+        path of every cache read."""
         task = asyncio.current_task()
-        conn = self._conn
-        if conn is None:
-            self._timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
-        if self._timeout is not None:
-            self._arm(task)
-        try:
+        may_retry = self._conn is not None
+        while True:
+            conn = self._conn
             if conn is None:
-                # no per-command timeout on this connection: _arm's timer enforces it,
-                # where redis-py's two timeout scopes per command cost more than the GET
-                conn = self._conn = await self._open(socket_timeout=None)
-                self._writer = _plain_writer(conn)
-                self._note_arrivals(conn)
-            if self.local is not None and not self.local.active:
-                await self._track(conn)
-            writer = self._writer
-            if writer is None:
-                await conn.send_packed_command(command)
-            else:
-                writer.write(command)
-                await writer.drain()
-            if replies == 1:
-                return await conn.read_response()
-            return [await conn.read_response() for _ in range(replies)]
-        except BaseException as exc:
-            self._started = None  # the request is over: its clean-up is not timed
-            # a reply may be left unread (a cancellation, a timeout): never reuse it
-            self._conn = self._writer = None
-            if self.local is not None:
-                self.local.deactivate()  # its tracking ends with the connection
-            timed_out = self._expired is task and isinstance(exc, asyncio.CancelledError)
-            if timed_out:
-                self._expired = None
-                timed_out = task is not None and task.uncancel() == 0
-            if conn is not None:
-                await asyncio.shield(conn.disconnect())
-            if timed_out:
-                raise TimeoutError(f"Redis did not answer within {self._timeout} s") from None
-            raise
-        finally:
-            self._started = self._reading = None
+                self._timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+            if self._timeout is not None:
+                self._arm(task)
+            try:
+                if conn is None:
+                    # no per-command timeout on this connection: _arm's timer enforces it,
+                    # where redis-py's two timeout scopes per command cost more than the GET
+                    conn = self._conn = await self._open(socket_timeout=None)
+                    self._writer = _plain_writer(conn)
+                    self._note_arrivals(conn)
+                if self.local is not None and not self.local.active:
+                    await self._track(conn)
+                writer = self._writer
+                if writer is None:
+                    await conn.send_packed_command(command)
+                else:
+                    writer.write(command)
+                    await writer.drain()
+                if replies == 1:
+                    return await conn.read_response()
+                return [await conn.read_response() for _ in range(replies)]
+            except BaseException as exc:
+                self._started = None  # the request is over: its clean-up is not timed
+                # a reply may be left unread (a cancellation, a timeout): never reuse it
+                self._conn = self._writer = None
+                if self.local is not None:
+                    self.local.deactivate()  # its tracking ends with the connection
+                timed_out = self._expired is task and isinstance(exc, asyncio.CancelledError)
+                if timed_out:
+                    self._expired = None
+                    timed_out = task is not None and task.uncancel() == 0
+                if conn is not None:
+                    await asyncio.shield(conn.disconnect())
+                if timed_out:
+                    raise TimeoutError(f"Redis did not answer within {self._timeout} s") from None
+                if may_retry and isinstance(exc, DEAD_CONNECTION):
+                    may_retry = False
+                    logger.debug("Redis read connection was dead (%s): reading on a new one", exc)
+                    continue
+                raise
+            finally:
+                self._started = self._reading = None
 
     def _arm(self, task: asyncio.Task[Any] | None) -> None:
         """Note when the request starts; one timer, re-armed as it goes, checks them all."""
