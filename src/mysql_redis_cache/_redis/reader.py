@@ -83,18 +83,7 @@ class CoalescingReader:
         idle, else places in the next batch."""
         if self._pending:
             return await asyncio.gather(*map(self._enqueue, keys))
-        self._pending = True
-        try:
-            values = await self._fetch(keys)
-        except Exception as exc:
-            error = self._failed(exc)
-            if error is exc:
-                raise
-            raise error from exc
-        finally:
-            self._done()
-        self.batches += 1
-        return values
+        return await self._direct(keys)
 
     def _enqueue(self, key: bytes) -> asyncio.Future[bytes | None]:
         future = asyncio.get_running_loop().create_future()
@@ -107,38 +96,32 @@ class CoalescingReader:
 
     async def _lone(self, key: bytes) -> bytes | None:
         """A read while the connection is idle: sent at once, from the caller's own task."""
+        [value] = await self._direct([key])
+        return value
+
+    async def _direct(self, keys: list[bytes]) -> list[bytes | None]:
+        """Read `keys` now, from the caller's own task (the connection is idle)."""
         self._pending = True
-        local = self.local
-        if local is not None:
-            local.begin_read()
         try:
-            if local is None:
-                value = await self._fetch_one(key)
-            else:
-                [value], ttls = await self._fetch_with_ttls([key])
-                local.end_read([key], [value], ttls)
+            values = await self._fetch(keys)
         except Exception as exc:
             error = self._failed(exc)
             if error is exc:
                 raise
             raise error from exc
         finally:
-            self._done()
+            if self._queue:  # send what queued behind this read
+                asyncio.get_running_loop().call_soon(self._flush)
+            else:
+                self._pending = False
         self.batches += 1
-        return value
+        return values
 
     def _failed(self, exc: Exception) -> BaseException:
         """The error a read's callers get; reads queued behind an outage fail fast too."""
         error = self._translate(exc)
         self._behind_failure = isinstance(error, CacheUnavailableError)
         return error
-
-    def _done(self) -> None:
-        """A direct read ended: send what queued behind it, or go idle."""
-        if self._queue:
-            asyncio.get_running_loop().call_soon(self._flush)
-        else:
-            self._pending = False
 
     def _flush(self) -> None:
         if not self._queue:
