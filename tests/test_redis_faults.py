@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from mysql_redis_cache import MRCClient, MRCServer
+from mysql_redis_cache import CacheUnavailableError, MRCClient, MRCServer
 
 from ._redis_server import RedisProcess, redis_server
 from .conftest import MYSQL_CONFIG
@@ -304,3 +304,23 @@ async def test_fail_closed_warning_says_calls_raise(caplog: pytest.LogCaptureFix
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "calls raise" in warning
     assert "serving without the cache" not in warning
+
+
+async def test_reads_after_recovery_are_not_failed_for_an_old_outage(
+    private_redis: RedisProcess,
+) -> None:
+    """A failed read marks only the reads queued behind it: once Redis is back and a read
+    has succeeded, later queued reads go to Redis."""
+    async with MRCClient(
+        MYSQL_CONFIG, private_redis.url, fail_open=False, breaker_cooldown=0.05
+    ) as client:
+        await client.write_to_cache("back", [1])
+        assert [1] == await client.read_from_cache("back")
+        private_redis.kill()
+        with pytest.raises(CacheUnavailableError):
+            await client.read_from_cache("back")  # alone: nothing queued behind it
+        private_redis.start()
+        await asyncio.sleep(0.1)  # past the cool-down
+        assert None is await client.read_from_cache("back")  # the probe: Redis is back
+        results = await asyncio.gather(*(client.read_from_cache("q", [n], ["N"]) for n in range(5)))
+    assert [None] * 5 == results

@@ -68,7 +68,7 @@ class CoalescingReader:
         self._expired: asyncio.Task[Any] | None = None  # cancelled by the timer, not its caller
         self._queue: Waiters = {}
         self._pending = False  # a flush is scheduled or a batch is in flight
-        self._behind_failure = False  # the last read failed: fail the queued ones too
+        self._behind_failure = False  # the read just done failed: fail the queued ones too
         self._batch_task: asyncio.Task[None] | None = None  # keeps the running batch alive
         self.batches = 0  # round trips made, for tests
 
@@ -173,6 +173,7 @@ class CoalescingReader:
 
     async def _fetch(self, keys: list[bytes]) -> list[bytes | None]:
         """The values of `keys` in one round trip, kept by the local cache if there is one."""
+        self._behind_failure = False  # only a failure of this read fails those behind it
         local = self.local
         if local is None:
             if len(keys) == 1:
