@@ -291,8 +291,8 @@ class MRCClient(AsyncClosing):
         pool = self.get_mysql_pool()
         try:
             async with pool.acquire() as conn:
+                await self._check_packet(conn, sql)  # a refusal here sent nothing: no kill
                 try:
-                    await self._check_packet(conn, sql)
                     results = await self._driver.run_raw(conn, sql)
                 except self._driver.errors as exc:
                     if self._driver.breaks_connection(exc):
