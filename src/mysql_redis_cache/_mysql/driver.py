@@ -1,8 +1,10 @@
-"""aiomysql connections that speak to the server the way mysql2 does, and a pool of them.
+"""aiomysql and asyncmy connections that speak to the server the way mysql2 does, and a
+pool of them.
 
-Two handshake details matter for identical results:
+Handshake details that matter for identical results:
 - MariaDB's extended column metadata, which mysql2 negotiates: it is the only way to see
   that a column is JSON (MariaDB sends JSON as LONGTEXT), and mysql2 parses those.
+- mysql2's collation (utf8mb4_unicode_ci) and its FOUND_ROWS and IGNORE_SPACE flags.
 - No multi-statement queries unless asked for, as in mysql2.
 """
 

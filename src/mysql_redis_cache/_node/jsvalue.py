@@ -288,11 +288,9 @@ def local_ms(
     Python cannot hold (the wall time itself must be within years 1-9999)."""
     if 0 <= year <= 99:
         year += 1900
-    naive = utc_ms(year, month, day, hour, minute, second, ms)
-    days, rest = divmod(naive, 86_400_000)
-    wall = datetime(*civil_from_days(days)) + timedelta(milliseconds=rest)
-    offset = wall.replace(tzinfo=local_zone()).utcoffset() or timedelta()
-    return naive - offset // timedelta(milliseconds=1)
+    # the wall time with months and days rolled over as JS does, then as instant_ms reads it
+    days, rest = divmod(utc_ms(year, month, day, hour, minute, second, ms), 86_400_000)
+    return instant_ms(datetime(*civil_from_days(days)) + timedelta(milliseconds=rest))
 
 
 def js_object(pairs: dict[str, Any]) -> dict[str, Any]:
