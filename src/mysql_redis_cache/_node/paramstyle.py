@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from .._errors import InvalidArgumentError
-from .sql import MAY_OPEN_CONTEXT, skip_context
+from .sql import next_outside
 
 PARAMSTYLES = ("qmark", "format")
 
@@ -20,26 +20,19 @@ def _scan(sql: str) -> tuple[list[tuple[int, str]], bool]:
     stands outside them too."""
     found: list[tuple[int, str]] = []
     qmark = False
-    position, length = 0, len(sql)
-    while position < length:
-        ch = sql[position]
-        if ch in MAY_OPEN_CONTEXT:
-            end = skip_context(sql, position)
-            if end != -1:
-                position = end
-                continue
-        if ch == "?":
+    position = next_outside(sql, 0, "%?")
+    while position != -1:
+        if sql[position] == "?":
             qmark = True
-        elif ch == "%":
-            if sql.startswith("%(", position):
-                close = sql.find(")", position)
-                text = sql[position : close + 2] if close != -1 else "%("
-            else:
-                text = sql[position : position + 2]
-            found.append((position, text))
-            position += len(text)
+            position = next_outside(sql, position + 1, "%?")
             continue
-        position += 1
+        if sql.startswith("%(", position):
+            close = sql.find(")", position)
+            text = sql[position : close + 2] if close != -1 else "%("
+        else:
+            text = sql[position : position + 2]
+        found.append((position, text))
+        position = next_outside(sql, position + len(text), "%?")
     return found, qmark
 
 

@@ -36,7 +36,7 @@ _ESCAPE_MAP = {
     "\\": "\\\\",
 }
 _TZ_OFFSET = re.compile(r"([+\-\s])(\d\d):?(\d\d)?")
-MAY_OPEN_CONTEXT = frozenset("'\"`#-/")
+_MAY_OPEN_CONTEXT = frozenset("'\"`#-/")
 _SET_CLAUSE_TERMINATORS = (
     "where", "order", "group", "having", "limit", "union", "returning",
     "into", "for", "lock", "offset", "window", "procedure", "on",
@@ -171,7 +171,7 @@ def _is_word_char(ch: str) -> bool:
     return ch != "" and (ch.isascii() and (ch.isalnum() or ch == "_"))
 
 
-def skip_context(sql: str, position: int) -> int:
+def _skip_context(sql: str, position: int) -> int:
     """End of the quoted string or comment opening at `position`, or -1 when none opens."""
     ch = sql[position]
     length = len(sql)
@@ -214,15 +214,16 @@ def _skip_line_comment(sql: str, start: int) -> int:
     return len(sql) if newline == -1 else newline + 1
 
 
-def _next_placeholder(sql: str, start: int) -> int:
+def next_outside(sql: str, start: int, targets: str = "?") -> int:
+    """Index of the next character of `targets` outside quotes and comments, or -1."""
     position = start
     length = len(sql)
     while position < length:
         ch = sql[position]
-        if ch == "?":
+        if ch in targets:
             return position
-        if ch in MAY_OPEN_CONTEXT:
-            end = skip_context(sql, position)
+        if ch in _MAY_OPEN_CONTEXT:
+            end = _skip_context(sql, position)
             if end != -1:
                 position = end
                 continue
@@ -249,8 +250,8 @@ def _find_set_keyword(sql: str, start: int) -> int:
     length = len(sql)
     while position < length:
         ch = sql[position]
-        if ch in MAY_OPEN_CONTEXT:
-            end = skip_context(sql, position)
+        if ch in _MAY_OPEN_CONTEXT:
+            end = _skip_context(sql, position)
             if end != -1:
                 position = end
                 continue
@@ -274,8 +275,8 @@ def _in_assignment_list(sql: str, set_end: int, placeholder: int) -> bool:
     position = set_end
     while position < placeholder:
         ch = sql[position]
-        if ch in MAY_OPEN_CONTEXT:
-            end = skip_context(sql, position)
+        if ch in _MAY_OPEN_CONTEXT:
+            end = _skip_context(sql, position)
             if end != -1:
                 position = end
                 saw_content, last_was_comma = True, False
@@ -361,13 +362,13 @@ def format_query(
     chunk_start = 0
     index = 0
     set_test: _SetAssignmentTest | None = None
-    placeholder = _next_placeholder(sql, 0)
+    placeholder = next_outside(sql, 0)
     while index < len(params) and placeholder != -1:
         end = placeholder + 1
         while _char(sql, end) == "?":
             end += 1
         if end - placeholder > 2:
-            placeholder = _next_placeholder(sql, end)  # '???' is no placeholder
+            placeholder = next_outside(sql, end)  # '???' is no placeholder
             continue
         value = params[index]
         if end - placeholder == 2:
@@ -385,7 +386,7 @@ def format_query(
         result.append(escaped)
         chunk_start = end
         index += 1
-        placeholder = _next_placeholder(sql, end)
+        placeholder = next_outside(sql, end)
     if strict and placeholder != -1:
         _refuse_unfilled(sql, placeholder, index)
     if chunk_start == 0:
@@ -405,4 +406,4 @@ def _refuse_unfilled(sql: str, placeholder: int, given: int) -> None:
                 f"the query has more ? placeholders than the {given} params given; mysql2 "
                 "would send the rest as a literal ?"
             )
-        placeholder = _next_placeholder(sql, end)
+        placeholder = next_outside(sql, end)
