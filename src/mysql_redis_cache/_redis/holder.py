@@ -186,10 +186,14 @@ class RedisHolder:
         local = self._bound.get().reader.local
         return ABSENT if local is None else local.value(utf8(key))
 
-    async def set(self, key: str, payload: bytes, expiry: int) -> None:
+    def _forget_locally(self, key: bytes) -> None:
+        """Drop `key` from the local cache: our own writes are seen at once."""
         local = self._bound.get().reader.local
         if local is not None:
-            local.invalidate([utf8(key)])  # our own writes are seen at once
+            local.invalidate([key])
+
+    async def set(self, key: str, payload: bytes, expiry: int) -> None:
+        self._forget_locally(utf8(key))
         with redis_errors("SET", len(payload)):
             await self.client().set(utf8(key), payload, ex=expiry)
 
@@ -233,9 +237,7 @@ class RedisHolder:
         `payload` None only releases them. Returns whether the entry was stored.
         """
         raw = utf8(key)
-        local = self._bound.get().reader.local
-        if local is not None:
-            local.invalidate([raw])  # our own writes are seen at once
+        self._forget_locally(raw)
         stamps = stamps_for(raw)
         client = self.client()
         with redis_errors("SET", len(payload or b"")):
