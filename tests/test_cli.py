@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pymysql
 import pytest
 import redis
 
-from mysql_redis_cache._cli import DEMO_QUERY, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from mysql_redis_cache._cli import DEMO_QUERY, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE, main
 
 from .conftest import REDIS_URL, stored_keys
 
@@ -127,6 +128,48 @@ def test_failures_exit_2_or_3_without_traceback(argv: list[str], code: int) -> N
     assert code == proc.returncode, proc.stderr
     assert "Traceback" not in proc.stderr
     assert 1 == len(proc.stderr.strip().splitlines()), proc.stderr
+
+
+OUTPUTS = {
+    "version": ["--version"],
+    "invalidate": [*BASE, "invalidate", "--dry-run", "NoSuchName=1"],
+    "stats": [*BASE, "stats", "--sample", "5"],
+    "get": [*BASE, "get", "SELECT 1"],
+}
+
+
+def cli_into(stdout: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mysql_redis_cache", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("argv", OUTPUTS.values(), ids=OUTPUTS.keys())
+def test_full_disk_is_an_output_failure_not_an_outage(argv: list[str]) -> None:
+    """Output into a full disk exits 1 with one line naming it, never 3 ("unreachable") or 0."""
+    with open("/dev/full", "w") as full:
+        proc = cli_into(full.fileno(), *argv)
+    assert EXIT_OUTPUT == proc.returncode, proc.stderr
+    assert ["mrc: cannot write the output: [Errno 28] No space left on device"] == (
+        proc.stderr.splitlines()
+    )
+
+
+@pytest.mark.parametrize("argv", OUTPUTS.values(), ids=OUTPUTS.keys())
+def test_closed_pipe_exits_1_quietly(argv: list[str]) -> None:
+    """A reader that went away (`mrc stats | head -1`) gets no traceback and no message."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = cli_into(write_end, *argv)
+    finally:
+        os.close(write_end)
+    assert (EXIT_OUTPUT, "") == (proc.returncode, proc.stderr)
 
 
 def test_version() -> None:

@@ -1,6 +1,7 @@
 """The `mrc` command: invalidate, inspect and demonstrate the cache from a shell.
 
-Exit codes: 0 success, 2 bad usage or input, 3 MySQL or Redis unreachable or failing.
+Exit codes: 0 success, 1 the output could not be written (full disk, closed pipe),
+2 bad usage or input, 3 MySQL or Redis unreachable or failing.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ._server import DropProgress, MRCServer
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
-EXIT_USAGE, EXIT_UNAVAILABLE = 2, 3
+EXIT_OUTPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 _TTL_BUCKETS = (
     (60, "< 1 min"),
     (3600, "< 1 h"),
@@ -38,6 +39,29 @@ _TTL_BUCKETS = (
 
 class UsageError(Exception):
     """Bad input on the command line."""
+
+
+class OutputError(Exception):
+    """Standard output could not be written; kept apart from servers failing."""
+
+
+class _Output:
+    """A text stream whose write errors are `OutputError`, not a server's `OSError`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from exc
 
 
 def _pairs(items: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -82,7 +106,7 @@ class _ProgressBar:
             self._stream.write("\n")
 
 
-async def _invalidate(args: argparse.Namespace, out: TextIO) -> None:
+async def _invalidate(args: argparse.Namespace, out: _Output) -> None:
     names, values = _pairs(args.pairs)
     progress = _ProgressBar(sys.stderr)
     last = DropProgress()
@@ -101,7 +125,7 @@ async def _invalidate(args: argparse.Namespace, out: TextIO) -> None:
     out.write(f"{verb} {_entries(count)}\n")
 
 
-async def _stats(args: argparse.Namespace, out: TextIO) -> None:
+async def _stats(args: argparse.Namespace, out: _Output) -> None:
     import redis.asyncio as aioredis
     from redis.exceptions import RedisClusterException, RedisError
 
@@ -194,7 +218,7 @@ def _ttl_bucket(ttl: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _get(args: argparse.Namespace, out: TextIO) -> None:
+async def _get(args: argparse.Namespace, out: _Output) -> None:
     names, values = _pairs(args.param)
     if not values and format_query(args.query, [None]) != args.query:
         raise UsageError("the query has ? placeholders: give each value with -p Name=Value")
@@ -213,7 +237,7 @@ async def _get(args: argparse.Namespace, out: TextIO) -> None:
 DEMO_QUERY = "SELECT id, name, price FROM mrc_demo WHERE store_id = ? ORDER BY id"
 
 
-async def _demo(args: argparse.Namespace, out: TextIO) -> None:
+async def _demo(args: argparse.Namespace, out: _Output) -> None:
     out.write(f"MySQL: {_without_password(args.mysql_url)}  Redis: {args.redis_url}\n")
     async with MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client:
         # plain DDL that MySQL 8 and MariaDB both take
@@ -243,7 +267,7 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> None:
     out.write("cleaned up: table mrc_demo and its cache entry removed\n")
 
 
-async def _demo_call(client: MRCClient, out: TextIO, label: str) -> None:
+async def _demo_call(client: MRCClient, out: _Output, label: str) -> None:
     hits = client.stats.hits
     start = time.perf_counter()
     rows = await client.query_with_cache(DEMO_QUERY, [6], ["StoreId"])
@@ -257,6 +281,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"mrc: {message} (see mrc --help)\n")
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # argparse drops write errors; --version or --help into a full disk must not say 0
+        if message:
+            out = _Output(file or sys.stderr)
+            out.write(message)
+            out.flush()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -299,11 +330,14 @@ _COMMANDS = {"invalidate": _invalidate, "stats": _stats, "get": _get, "demo": _d
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the CLI; returns the exit code (0, 2 bad input, 3 a server failed)."""
-    args = _parser().parse_args(argv)
-    stream = out or sys.stdout
+    """Run the CLI; returns the exit code (0, 1 output failed, 2 bad input, 3 a server failed)."""
+    stream = _Output(out or sys.stdout)
     try:
+        args = _parser().parse_args(argv)
         asyncio.run(_COMMANDS[args.command](args, stream))
+        stream.flush()
+    except OutputError as exc:
+        return _output_failed(exc, own_stdout=out is None)
     except (UsageError, InvalidArgumentError, ConfigError) as exc:
         sys.stderr.write(f"mrc: {exc}\n")
         return EXIT_USAGE
@@ -314,6 +348,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         sys.stderr.write(f"mrc: {exc}\n")
         return EXIT_UNAVAILABLE
     return 0
+
+
+def _output_failed(exc: OutputError, own_stdout: bool) -> int:
+    if own_stdout:  # what is still buffered must not fail again when Python exits
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    if not isinstance(exc.__cause__, BrokenPipeError):  # a reader that left wants silence
+        sys.stderr.write(f"mrc: cannot write the output: {exc}\n")
+    return EXIT_OUTPUT
 
 
 def run() -> Any:
