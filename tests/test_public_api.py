@@ -41,3 +41,15 @@ def test_import_loads_no_cli_and_no_optional_driver() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert "[]" == result.stdout.strip()
+
+
+def test_help_shows_no_private_module() -> None:
+    """help(MRCClient) / help(MRCServer) name no private base class or module."""
+    import pydoc
+
+    for cls in (mysql_redis_cache.MRCClient, mysql_redis_cache.MRCServer):
+        assert [cls, object] == list(cls.__mro__)
+        text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        assert "_support" not in text
+        assert "Initialize self" not in text
+        assert "async __aenter__" in text

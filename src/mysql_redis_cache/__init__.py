@@ -17,6 +17,8 @@ from ._errors import (
     MRCError,
     QueryError,
 )
+from ._node.json import JSONValue
+from ._node.rows import Row
 from ._server import DropProgress, MRCServer
 from ._stats import CacheStats
 
@@ -32,9 +34,11 @@ __all__ = [
     "EncodeError",
     "InvalidArgumentError",
     "InvalidParamError",
+    "JSONValue",
     "MRCClient",
     "MRCError",
     "MRCServer",
     "QueryError",
+    "Row",
     "__version__",
 ]

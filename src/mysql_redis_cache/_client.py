@@ -11,7 +11,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 from ._errors import (
     CacheError,
@@ -34,7 +34,6 @@ from ._redis.copies import Template, template_of
 from ._redis.holder import RedisConfig, RedisHolder
 from ._redis.local import ABSENT
 from ._stats import CacheStats
-from ._support.closing import AsyncClosing
 from ._support.loopbound import Borrowed, LoopBound
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -85,7 +84,7 @@ def _removed(name: str) -> property:
     return property(fail, fail)
 
 
-class MRCClient(AsyncClosing):
+class MRCClient:
     """Cache MySQL query results (or any async function's) in Redis, shared with Node.
 
     Args:
@@ -379,7 +378,8 @@ class MRCClient(AsyncClosing):
         """Return the cached value for `query`, or await `fn()`, cache and return its result.
 
         The result is returned in its cached (JSON) shape on a miss too, so a miss and
-        the hit after it give equal values.
+        the hit after it give equal values (a `JSONValue`: dates become ISO strings,
+        tuples lists).
 
         Raises:
             InvalidArgumentError: unnamed params or a bad ttl.
@@ -408,7 +408,10 @@ class MRCClient(AsyncClosing):
             ttl: seconds the entry lives (±10 % jitter, as in Node).
 
         Returns:
-            The rows in their cached (JSON) shape, equal on a miss and on a hit.
+            The rows in their cached (JSON) shape, equal on a miss and on a hit: a
+            `list[Row]` for a SELECT (what mysql2 returns otherwise, e.g. an INSERT's
+            header dict, for other statements). Typed `Any` because the shape depends on
+            the SQL; annotate the variable: `rows: list[Row] = await ...`.
 
         Raises:
             InvalidArgumentError: unnamed params, a bad ttl, `%s` placeholders.
@@ -757,6 +760,12 @@ class MRCClient(AsyncClosing):
     async def close_redis_connection(self) -> None:
         """Close the Redis connection; the next cache call reopens it."""
         await self._redis.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def close(self, *, grace: float = DEFAULT_CLOSE_GRACE) -> None:
         """Close the MySQL pool and the Redis connection, within about `grace` seconds.

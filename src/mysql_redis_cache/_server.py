@@ -6,11 +6,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from ._redis.fills import STAMP_REFRESH
 from ._redis.holder import Doomed, RedisConfig, RedisHolder
 from ._redis.invalidate import guarded_entry, matches, scan_pattern, tokens_for
-from ._support.closing import AsyncClosing
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -36,7 +36,7 @@ class DropProgress:
     deleted: int = 0
 
 
-class MRCServer(AsyncClosing):
+class MRCServer:
     """Drops cache entries whose key names given param values.
 
     Args:
@@ -124,6 +124,12 @@ class MRCServer(AsyncClosing):
     async def close_redis_connection(self) -> None:
         """Close the Redis connection; the next call reopens it."""
         await self._redis.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
         """Close the Redis connection (what `async with` does on the way out)."""

@@ -23,6 +23,9 @@ from .jsvalue import (
     to_instant,
 )
 
+type JSONValue = bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None
+"""A decoded cache entry, or any part of one."""
+
 # orjson reads integers past 64 bits as floats where json reads them exactly: 20+ digits,
 # or a minus and 19 (below -2**63, as Node writes BIGINT's minimum). Mapping digits and
 # "-" to "0" and the rest to " " finds such a run with a C-speed substring search: a

@@ -34,6 +34,11 @@ from .jsvalue import (
     utc_ms,
 )
 
+type Row = dict[str, Any]
+"""A result row as cached: column name to a JSON value (str, int, float, bool, None, list
+or dict). The values are `Any` so that `row["price"] * 2` type-checks without a narrowing
+step; annotate with `JSONValue` where you want that strictness."""
+
 _BINARY_CHARSET = 63
 _MAX_SAFE_INT = 2**53
 # The Node normalizer's /^-?\d+\.?\d*$/; JS \d is ASCII-only and $ does not match before "\n".

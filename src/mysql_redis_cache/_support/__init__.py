@@ -1,4 +1,4 @@
-"""Plumbing shared by both sides: per-event-loop resources and `async with` support.
+"""Plumbing shared by both sides: per-event-loop resources.
 
 May import: `.._errors` and the standard library only.
 """
