@@ -74,8 +74,7 @@ def test_remembered_keys_keep_equal_values_apart(client: MRCClient) -> None:
     """Keys built before are reused only for params of the same types: 1 == True == 1.0."""
     cases: list[tuple[list[Any], list[Any]]] = [
         ([1], ["N"]), ([True], ["N"]), ([1.0], ["N"]), (["1"], ["N"]),
-        ([1], [1]), ([1], [True]), ([1], [1.0]), ([1, 2], ["N", "M"]), ([1], ["N", "M"]),
-        ([1], [["A"]]),  # an unhashable name: built, never remembered
+        ([1, 2], ["N", "M"]), ([1], ["N", "M"]), ([1], ("N",)),
     ]  # fmt: skip
     ops = [{"op": "key", "query": "SELECT ?", "params": tag(p), "names": n} for p, n in cases]
     expected = run_node(ops)

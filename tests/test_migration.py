@@ -12,7 +12,7 @@ import mysql_redis_cache
 from mysql_redis_cache import ConfigError, InvalidArgumentError, InvalidParamError, MRCClient
 
 from ._node import run_node
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, REDIS_URL, stored_keys
 
 # (0.x query with %s, the same query as Node writes it with ?)
 FORMAT_PAIRS = {
@@ -172,19 +172,48 @@ def test_removed_attributes_say_what_replaced_them(name: str) -> None:
         setattr(client, name, object())
 
 
-@pytest.mark.parametrize(
-    ("names", "message"),
-    [("Id", "not a string"), (["A=B"], "contains '='")],
-    ids=["string", "equals-sign"],
-)
+NAME_LISTS = {
+    "string": ("Id", "not a string"),
+    "equals-sign": (["A=B"], "contains '='"),
+    "int-name": ([1], "must be strings"),
+    "none-name": ([None], "must be strings"),
+    "bytes-name": ([b"Id"], "must be strings"),
+    "none": (None, "list of names, got NoneType"),
+    "int": (5, "list of names, got int"),
+    "dict": ({"Id": 1}, "list of names, got dict"),
+}
+
+
+@pytest.mark.parametrize(("names", "message"), NAME_LISTS.values(), ids=NAME_LISTS.keys())
+@pytest.mark.parametrize("params", [[1], None], ids=["params", "no-params"])
 async def test_param_names_that_invalidation_cannot_reach_are_refused(
-    client: MRCClient, names: Any, message: str
+    client: MRCClient, redis_sync: Any, names: Any, message: str, params: Any
 ) -> None:
-    """param_names as a str, or a name with '=', is refused: no invalidation could find it."""
+    """param_names must be a list of str without '=', as drop_outdated_cache takes them.
+
+    Refused by every call, with or without params, before anything is sent or stored,
+    also after the same names as a list built a key (a remembered key must not let
+    "Id" pass as ["Id"]).
+    """
+    client.get_key_from_query("SELECT ?", [1], ["Id"])
+    query = "SELECT ?" if params else "SELECT 1"
     with pytest.raises(InvalidArgumentError, match=message):
-        await client.query_with_cache("SELECT ?", [1], names)
+        client.get_key_from_query(query, params, names)
     with pytest.raises(InvalidArgumentError, match=message):
-        client.get_key_from_query("SELECT ?", [1], names)
+        await client.query_with_cache(query, params, names)
+    with pytest.raises(InvalidArgumentError, match=message):
+        await client.query_many_with_cache(query, [params or []], names)
+    with pytest.raises(InvalidArgumentError, match=message):
+        await client.with_cache(_one, query, params, names)
+    with pytest.raises(InvalidArgumentError, match=message):
+        await client.write_to_cache(query, [1], params, names)
+    with pytest.raises(InvalidArgumentError, match=message):
+        await client.read_from_cache(query, params, names)
+    assert set() == stored_keys(redis_sync)
+
+
+async def _one() -> int:
+    return 1
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), [1.0, float("-inf")]])

@@ -81,7 +81,11 @@ def build_checked_key(
     holds, and a value containing `_Other=` can shift where the next param seems to start.
     Names past the params read as `undefined`, as in Node.
     """
+    if type(names) is not list and type(names) is not tuple:
+        _check_name_list(names)  # before `seen`, where "A" would pass as ("A",)
     if not params:
+        if names:
+            _check_name_list(names)
         return query_hash(query), True
     for value in params:
         kind = type(value)
@@ -90,36 +94,47 @@ def build_checked_key(
     seen = (query, tuple(params), tuple(names))
     try:
         built = _BUILT.get(seen)
-    except TypeError:  # an unhashable name
+    except TypeError:  # an unhashable name, refused there
         return _build(query, params, names)
     if built is None:
         built = _build(query, params, names)
-        # names that are all str match no others: a name True would find 1's entry
-        if all(type(name) is str for name in names):
-            if len(_BUILT) >= _BUILT_MAX:
-                _BUILT.clear()
-            _BUILT[seen] = built
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        _BUILT[seen] = built
     return built
 
 
-def _build(query: str, params: Sequence[object], names: Sequence[str]) -> tuple[str, bool]:
+def _check_name_list(names: Sequence[str]) -> None:
     if isinstance(names, str | bytes):
         raise InvalidArgumentError(
             f"param_names must be a list of names, not a string: write [{names!r}]"
         )
+    if isinstance(names, Mapping) or not isinstance(names, Sequence):
+        raise InvalidArgumentError(
+            f"param_names must be a list of names, got {type(names).__name__}"
+        )
     for name in names:
-        if isinstance(name, str) and "=" in name:
+        if not isinstance(name, str):
+            # Node would key String(name), but drop_outdated_cache takes str names only
+            raise InvalidArgumentError(
+                f"param name {name!r} is a {type(name).__name__}: param names must be strings"
+            )
+        if "=" in name:
             raise InvalidArgumentError(
                 f"param name {name!r} contains '=': no invalidation could ever find its entries"
             )
+
+
+def _build(query: str, params: Sequence[object], names: Sequence[str]) -> tuple[str, bool]:
+    _check_name_list(names)
     count = len(params)
     if count > len(names):
         check_names(params, names)  # raises
     parts = []
     unambiguous = True
     for i, name in enumerate(names):
-        if type(name) is not str:
-            name = js_string(name)
+        if type(name) is not str:  # a str subclass: its own text, whatever its __str__
+            name = str.__str__(name)
         if i >= count:
             parts.append(f"{name}=undefined_")
             continue
