@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -72,7 +73,7 @@ def test_key_matches_node(client: MRCClient, case: tuple[str, list[Any] | None, 
 
 def test_remembered_keys_keep_equal_values_apart(client: MRCClient) -> None:
     """Keys built before are reused only for params of the same types: 1 == True == 1.0."""
-    cases: list[tuple[list[Any], list[Any]]] = [
+    cases: list[tuple[list[Any], Sequence[str]]] = [
         ([1], ["N"]), ([True], ["N"]), ([1.0], ["N"]), (["1"], ["N"]),
         ([1, 2], ["N", "M"]), ([1], ["N", "M"]), ([1], ("N",)),
     ]  # fmt: skip

@@ -49,7 +49,7 @@ def test_help_shows_no_private_module() -> None:
 
     for cls in (mysql_redis_cache.MRCClient, mysql_redis_cache.MRCServer):
         assert [cls, object] == list(cls.__mro__)
-        text = pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        text = pydoc.plain(pydoc.render_doc(cls))
         assert "_support" not in text
         assert "Initialize self" not in text
         assert "async __aenter__" in text
