@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 
+import pymysql
 import pytest
 import redis
 
@@ -78,21 +80,60 @@ def test_no_backslash_escapes_in_config_is_refused() -> None:
         MRCClient({**MYSQL_CONFIG, "sql_mode": "ANSI_QUOTES,NO_BACKSLASH_ESCAPES"})
 
 
-async def test_no_backslash_escapes_on_the_server_is_refused(redis_sync: redis.Redis) -> None:
+@pytest.fixture
+def global_no_backslash_escapes() -> Iterator[Callable[[], None]]:
+    """Call it to add NO_BACKSLASH_ESCAPES to the server's global sql_mode (restored after)."""
+    admin = pymysql.connect(host="127.0.0.1", user="root", password="", database="test")
+    with admin.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.sql_mode")
+        [(before,)] = cur.fetchall()
+
+    def turn_on() -> None:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+
+    try:
+        yield turn_on
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = %s", (before,))
+        admin.close()
+
+
+HOSTILE = "\\' OR 1=1 -- "
+
+
+async def test_no_backslash_escapes_on_the_server_is_refused(
+    global_no_backslash_escapes: Callable[[], None],
+) -> None:
     """A server whose sql_mode has NO_BACKSLASH_ESCAPES gets no statement at all."""
-    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as admin:
-        pool = admin.get_mysql_pool()
-        async with pool.acquire() as conn:
-            await conn.query("SELECT @@GLOBAL.sql_mode")
-            before = conn._result.rows[0][0]
-            await conn.query(
-                "SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')"
-            )
-        try:
-            async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
-                with pytest.raises(ConfigError, match="NO_BACKSLASH_ESCAPES"):
-                    await client.query_to_promise("SELECT ? AS v", ["\\' OR 1=1 -- "])
-        finally:
-            async with pool.acquire() as conn:
-                mode = before.decode() if isinstance(before, bytes) else before
-                await conn.query(f"SET GLOBAL sql_mode = '{mode}'")
+    global_no_backslash_escapes()
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
+        with pytest.raises(ConfigError, match="NO_BACKSLASH_ESCAPES"):
+            await client.query_to_promise("SELECT ? AS v", [HOSTILE])
+
+
+async def test_a_mode_set_after_the_client_started_is_seen_per_connection(
+    client: MRCClient, global_no_backslash_escapes: Callable[[], None]
+) -> None:
+    """Connections opened after the global sql_mode changed are refused, from the status
+    flags each connection reports; the pooled ones keep their safe session mode."""
+    assert [{"v": HOSTILE}] == await client.query_to_promise("SELECT ? AS v", [HOSTILE])
+    global_no_backslash_escapes()
+    calls = [client.query_to_promise("SELECT ? AS v, SLEEP(0.2) AS s", [HOSTILE]) for _ in range(3)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, ConfigError)]
+    assert 2 == len(refused), results  # the two new connections
+    assert [[{"v": HOSTILE, "s": 0}]] == [r for r in results if r not in refused]
+
+
+async def test_a_session_that_sets_the_mode_is_not_reused(redis_sync: redis.Redis) -> None:
+    """A statement that turns NO_BACKSLASH_ESCAPES on for its session: that connection is
+    closed afterwards, so the next statement runs on a safe one."""
+    async with MRCClient({**MYSQL_CONFIG, "connectionLimit": 1}, REDIS_URL) as client:
+        await client.query_to_promise(
+            "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')"
+        )
+        for value in NASTY:
+            rows = await client.query_to_promise("SELECT ? AS v, 1 AS marker", [value])
+            assert [{"v": value, "marker": 1}] == rows, repr(value)

@@ -302,6 +302,8 @@ class MRCClient:
                         await pool.kill([conn])
                     conn.close()
                     raise
+                if self._driver.escapes_unsafe(conn):  # the statement set that sql_mode
+                    conn.close()
         except self._driver.errors as exc:
             raise QueryError(f"MySQL query failed: {exc}") from exc
         return shape(results, self._cast)
@@ -309,15 +311,13 @@ class MRCClient:
     async def _check_packet(self, conn: Any, sql: str) -> None:
         """Refuse a statement larger than the server's max_allowed_packet before sending it
         (the server would hang up mid-packet, with an error that does not say why), and
-        any statement on a server whose sql_mode makes backslash escaping unsafe."""
+        any statement on a connection whose sql_mode makes backslash escaping unsafe."""
+        if self._driver.escapes_unsafe(conn):
+            conn.close()
+            raise ConfigError(NO_BACKSLASH_ESCAPES + " (the server's sql_mode has it)")
         if self._max_packet is None:
-            [result] = await self._driver.run_raw(
-                conn, "SELECT @@max_allowed_packet, @@SESSION.sql_mode"
-            )
-            packet, sql_mode = result.rows[0]
-            if b"NO_BACKSLASH_ESCAPES" in (sql_mode or b""):
-                raise ConfigError(NO_BACKSLASH_ESCAPES + " (the server's sql_mode has it)")
-            self._max_packet = int(packet)  # type: ignore[arg-type]
+            [result] = await self._driver.run_raw(conn, "SELECT @@max_allowed_packet")
+            self._max_packet = int(result.rows[0][0])  # type: ignore[arg-type]
         if len(sql) * 4 >= self._max_packet and len(sql.encode()) >= self._max_packet:
             raise QueryError(
                 f"the query is {len(sql.encode()):,} bytes, more than the server's "

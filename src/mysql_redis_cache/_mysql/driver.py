@@ -283,6 +283,14 @@ class Driver:
         code = _code(exc)
         return code is None or code >= 2000 or code in _SERVER_HANGS_UP
 
+    @staticmethod
+    def escapes_unsafe(conn: Any) -> bool:
+        """Whether the session has NO_BACKSLASH_ESCAPES (then a backslash-escaped value
+        could end its string literal). The server reports it in the status flags of the
+        handshake and of every OK packet, so this is current for each connection."""
+        status = getattr(conn, "server_status", 0) or 0
+        return bool(status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+
     def thread_id(self, conn: Any) -> int:
         raise NotImplementedError
 
