@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 import redis
 
 from mysql_redis_cache import CacheError, MRCClient
+from mysql_redis_cache._redis.copies import Decodes
 
 from ._redis_server import redis_server
 from .conftest import MYSQL_CONFIG
@@ -114,7 +116,56 @@ async def test_only_small_entries_keep_a_shared_decode(client: MRCClient) -> Non
     await client.write_to_cache(Q, large, [2], ["N"])
     for _ in range(3):
         assert small == await client.read_from_cache(Q, [1], ["N"])
-    assert client._last[1] is not None
     for _ in range(3):
         assert large == await client.read_from_cache(Q, [2], ["N"])
-    assert (None, None) == client._last
+    assert 1 == len(client._decodes)
+
+
+async def test_shared_decodes_follow_the_bytes_in_redis(
+    client: MRCClient, redis_sync: redis.Redis
+) -> None:
+    """A kept decode is used only while Redis returns the same bytes: an entry changed
+    behind the client's back (by Node, by hand) reads as its new value at once."""
+    keys = [client.get_key_from_query(Q, [n], ["N"]) for n in range(8)]
+    for n, key in enumerate(keys):
+        redis_sync.set(key, f'[{{"n":{n}}}]')
+    for _ in range(3):  # the third read copies a kept decode
+        many = await client.query_many_with_cache(Q, [[n] for n in range(8)], ["N"])
+        assert [[{"n": n}] for n in range(8)] == many
+        assert [{"n": 0}] == await client.query_with_cache(Q, [0], ["N"])
+    for n, key in enumerate(keys):
+        redis_sync.set(key, f'[{{"n":{n}, "changed": true}}]')
+    many = await client.query_many_with_cache(Q, [[n] for n in range(8)], ["N"])
+    assert [[{"n": n, "changed": True}] for n in range(8)] == many
+    assert [{"n": 0, "changed": True}] == await client.query_with_cache(Q, [0], ["N"])
+
+
+async def test_shared_decodes_hand_out_copies(client: MRCClient) -> None:
+    """Each read gets rows of its own, nested values included, however often it is read."""
+    flat = [{"n": 1, "s": "a"}]
+    nested = [{"n": 2, "tags": ["x"], "meta": {"k": 1}}]
+    await client.write_to_cache(Q, flat, [1], ["N"])
+    await client.write_to_cache(Q, nested, [2], ["N"])
+    for _ in range(4):
+        first, second = await client.query_many_with_cache(Q, [[1], [2]], ["N"])
+        assert (flat, nested) == (first, second)
+        first[0]["n"] = 99
+        second[0]["tags"].append("mutated")
+        second[0]["meta"]["k"] = 99
+        assert flat == await client.read_from_cache(Q, [1], ["N"])
+        assert nested == await client.read_from_cache(Q, [2], ["N"])
+
+
+def test_shared_decodes_stay_within_their_budget() -> None:
+    """The oldest decodes are dropped once their bytes (and rows) pass the budget."""
+    decodes = Decodes(budget=10_000, max_entry=2_000)
+    for n in range(200):
+        raw = json.dumps([{"n": n, "pad": "x" * 100}]).encode()
+        for _ in range(3):
+            assert [{"n": n, "pad": "x" * 100}] == decodes.value(f"k{n}", raw)
+        assert decodes._size <= 10_000
+    assert 0 < len(decodes) < 200
+    assert "k199" in decodes._memo
+    assert "k0" not in decodes._memo
+    decodes.value("big", b"[" + b"1," * 2_000 + b"1]")
+    assert "big" not in decodes._memo

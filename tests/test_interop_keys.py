@@ -12,7 +12,7 @@ import pytest
 
 from mysql_redis_cache import InvalidParamError, MRCClient
 from mysql_redis_cache._node.json import encode
-from mysql_redis_cache._node.keys import _BUILT, _BUILT_MAX, build_checked_key
+from mysql_redis_cache._node.keys import _BUILT, _BUILT_MAX, build_checked_key, build_checked_keys
 from mysql_redis_cache._node.sql import format_query
 
 from ._node import run_node, tag
@@ -204,3 +204,21 @@ def test_json_matches_stringify(value: Any) -> None:
     )
     [expected] = run_node([{"op": "stringify", "value": node_value}])
     assert expected.encode() == encode(value)
+
+
+def test_batch_keys_equal_single_keys() -> None:
+    """build_checked_keys (query_many_with_cache's) gives what build_checked_key gives, item
+    by item, for the params its fast path takes and for those it hands over."""
+    import random
+
+    rng = random.Random(7)
+    values: list[Any] = [0, -5, 2**60, "", "a", "a_b", "_N=1", "x" * 20_000, True, None, 1.5,
+                         [1, 2], {"a": 1}, "é", "1"]  # fmt: skip
+    for names in (["N"], ["N", "M"], ["N", "M", "L"]):
+        params_list: list[Any] = [
+            [rng.choice(values) for _ in range(rng.randint(0, len(names)))] for _ in range(300)
+        ]
+        params_list += [None, (), tuple(params_list[0])]
+        texts = [rng.choice(["SELECT ?", "SELECT ?, ?", "SELECT 1"]) for _ in params_list]
+        expected = [build_checked_key(t, p, names) for t, p in zip(texts, params_list, strict=True)]
+        assert expected == build_checked_keys(texts, params_list, names)

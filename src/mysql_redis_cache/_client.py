@@ -25,12 +25,18 @@ from ._errors import (
 from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
 from ._node.json import TooDeep, decode, encode, encode_rows
-from ._node.keys import build_checked_key, build_key, check_params, refuse_non_finite
+from ._node.keys import (
+    build_checked_key,
+    build_checked_keys,
+    build_key,
+    check_params,
+    refuse_non_finite,
+)
 from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
 from ._node.rows import shape
 from ._node.sql import format_query
 from ._redis.breaker import Breaker, BreakerOpen
-from ._redis.copies import Template, template_of
+from ._redis.copies import Decodes
 from ._redis.holder import RedisConfig, RedisHolder
 from ._redis.local import ABSENT
 from ._stats import CacheStats
@@ -46,6 +52,7 @@ DEFAULT_CLOSE_GRACE = 5.0  # seconds close() lets queries and fills in flight fi
 _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
+_SHARED_DECODES_BUDGET = 4 * 2**20  # bytes of recent entries whose decodes are reused
 
 
 def _check_ttl(ttl: object) -> None:
@@ -205,8 +212,7 @@ class MRCClient:
         self._lock_timeout = lock_timeout
         self._local_cache = local_cache is not None
         self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
-        # the bytes last read and, once read again, their Template
-        self._last: tuple[bytes | None, Template | None] = (None, None)
+        self._decodes = Decodes(_SHARED_DECODES_BUDGET, _SHARED_DECODE_MAX)
         self._waiting: dict[asyncio.Future[Any], int] = {}  # callers awaiting each fill
         self._closing = False
         self._close_grace = DEFAULT_CLOSE_GRACE
@@ -493,33 +499,36 @@ class MRCClient:
                 f"params_list must be a list of params lists, got {type(params_list).__name__}"
             )
         _check_ttl(ttl)
-        calls = []
+        texts = [self._text(query, params, True) for params in params_list]
+        keyed = build_checked_keys(texts, params_list, param_names)
         positions: dict[str, list[int]] = {}
-        for index, params in enumerate(params_list):
-            text = self._text(query, params, True)
-            key, unambiguous = build_checked_key(text, params, param_names)
-            calls.append((text, params, key, unambiguous))
-            if unambiguous:
-                at = positions.get(key)
-                if at is None:
-                    positions[key] = [index]
-                else:
-                    at.append(index)
-        results: list[Any] = [None] * len(calls)
+        bypassed = []
+        for index, (key, unambiguous) in enumerate(keyed):
+            if not unambiguous:
+                bypassed.append(index)
+            elif (at := positions.get(key)) is None:
+                positions[key] = [index]
+            else:
+                at.append(index)
+        results: list[Any] = [None] * len(texts)
         found = await self._read_many(list(positions))
         pending: list[Awaitable[None]] = []
         for key, at in positions.items():
             value, raw = found[key]
+            first = at[0]
             if value is _MISSING:
-                pending.append(self._fill_into(results, at, calls[at[0]], key, ttl))
+                call = (texts[first], params_list[first])
+                pending.append(self._fill_into(results, at, call, key, ttl))
                 continue
-            results[at[0]] = value
+            results[first] = value
             for index in at[1:]:  # a copy each: callers must not share one mutable result
-                results[index] = copy.deepcopy(value) if raw is None else decode(raw)
-        for index, (_, _, _, unambiguous) in enumerate(calls):
-            if not unambiguous:
-                self.stats.bypasses += 1
-                pending.append(self._fill_into(results, [index], calls[index], None, ttl))
+                results[index] = (
+                    copy.deepcopy(value) if raw is None else self._decodes.value(key, raw)
+                )
+        for index in bypassed:
+            self.stats.bypasses += 1
+            call = (texts[index], params_list[index])
+            pending.append(self._fill_into(results, [index], call, None, ttl))
         if pending:
             await asyncio.gather(*pending)
         return results
@@ -528,13 +537,13 @@ class MRCClient:
         self,
         results: list[Any],
         at: list[int],
-        call: tuple[str, Sequence[object] | None, str, bool],
+        call: tuple[str, Sequence[object] | None],
         key: str | None,
         ttl: int,
     ) -> None:
         """Run one batch item's query (through the fill of `key`, or uncached if None) and
         put a copy of its rows at each of `at`."""
-        text, params, _, _ = call
+        text, params = call
 
         async def run() -> Any:
             return await self._run(format_query(text, params, self._cast.timezone, strict=True))
@@ -551,21 +560,36 @@ class MRCClient:
         """Each key's decoded entry (or _MISSING) and its bytes (None from the local cache),
         read in one round trip."""
         found: dict[str, tuple[Any, bytes | None]] = {}
-        remote = []
-        for key in keys:
-            local = self._redis.local(key) if self._local_cache else ABSENT
-            if local is ABSENT:
-                remote.append(key)
-            else:
-                self.stats.local_hits += 1
-                self.stats.hits += 1
-                found[key] = (local, None)
+        remote = keys
+        if self._local_cache:
+            remote = []
+            for key in keys:
+                local = self._redis.local(key)
+                if local is ABSENT:
+                    remote.append(key)
+                else:
+                    self.stats.local_hits += 1
+                    self.stats.hits += 1
+                    found[key] = (local, None)
         if remote:
             absent: list[bytes | None] = [None] * len(remote)
             raws = await self._cache_op(self._redis.request_many(remote), absent)
-            take = self._take
+            value_of = self._decodes.value
+            hits = []
             for key, raw in zip(remote, raws, strict=True):
-                found[key] = (take(key, raw, False), raw)  # distinct keys: nothing to share
+                if raw:
+                    try:
+                        found[key] = (value_of(key, raw), raw)
+                        hits.append(key)
+                        continue
+                    except ValueError:
+                        pass  # _take counts and logs it
+                found[key] = (self._take(key, raw), raw)
+            # _take's bookkeeping once for the batch: a log call costs as much as a copy
+            self.stats.hits += len(hits)
+            if logger.isEnabledFor(logging.DEBUG):
+                for key in hits:
+                    logger.debug("cache hit %s", key)
         return found
 
     async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
@@ -715,12 +739,12 @@ class MRCClient:
             raw = await self._cache_failed(exc, None)
         return self._take(key, raw)
 
-    def _take(self, key: str, raw: bytes | None, share: bool = True) -> Any:
-        """Decode and count what a read returned: the value, or _MISSING. `share`: reuse
-        the decode of the bytes last read (see `_decode`)."""
+    def _take(self, key: str, raw: bytes | None) -> Any:
+        """Decode and count what a read returned: the value, or _MISSING. Reads of bytes
+        read before for the same key copy their decode (see `Decodes`)."""
         if raw:
             try:
-                value = self._decode(raw) if share else decode(raw)
+                value = self._decodes.value(key, raw)
             except TooDeep:
                 logger.info("cache entry %s nests too deeply for Python; a miss", key)
             except ValueError:
@@ -733,24 +757,6 @@ class MRCClient:
         self.stats.misses += 1  # an empty string is a miss for Node too
         logger.debug("cache miss %s", key)
         return _MISSING
-
-    def _decode(self, raw: bytes) -> Any:
-        """Decode `raw`; reads that return the bytes last read share one decode.
-
-        That is every caller woken by one reply for a hot key, and repeated reads of one
-        entry. The first decodes, the second also keeps a Template, the rest copy it.
-        """
-        last, template = self._last
-        if raw is not last and raw != last:
-            value = decode(raw)
-            # a large entry's rows are not kept alive for a repeat that may never come
-            self._last = (raw, None) if len(raw) <= _SHARED_DECODE_MAX else (None, None)
-            return value
-        if template is not None:
-            return template.copy()
-        value = decode(raw)
-        self._last = (raw, template_of(value, raw))
-        return value
 
     async def _write(self, key: str, payload: bytes, expiry: int) -> None:
         await self._cache_op(self._redis.set(key, payload, expiry), None)
@@ -792,6 +798,7 @@ class MRCClient:
             self._close_grace = max(0.0, deadline - loop.time())
             await self._pool.close()
             await self._redis.close()
+            self._decodes.clear()
         finally:
             self._closing = False
 

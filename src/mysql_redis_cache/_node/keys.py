@@ -104,6 +104,43 @@ def build_checked_key(
     return built
 
 
+def build_checked_keys(
+    texts: Sequence[str], params_list: Sequence[Sequence[object] | None], names: Sequence[str]
+) -> list[tuple[str, bool]]:
+    """`build_checked_key(text, params, names)` for each text and params of a batch.
+
+    One names list for all, checked once; params of ints and strings without `_` (nearly
+    every batch: ids and codes) are keyed here, the rest by `build_checked_key`.
+    """
+    _check_name_list(names)
+    count = len(names)
+    plain = count > 0 and all(type(name) is str for name in names)
+    prefixes = [f"{name}=" for name in names]
+    hashes: dict[str, str] = {}
+    built = []
+    for text, params in zip(texts, params_list, strict=True):
+        if plain and (type(params) is list or type(params) is tuple) and len(params) == count:
+            for value in params:
+                kind = type(value)
+                if kind is not int and (kind is not str or "_" in value):
+                    break
+            else:
+                hashed = hashes.get(text)
+                if hashed is None:
+                    hashed = hashes[text] = query_hash(text)
+                if count == 1:
+                    key = f"{prefixes[0]}{params[0]}_{hashed}"
+                else:
+                    key = (
+                        "".join([f"{p}{v}_" for p, v in zip(prefixes, params, strict=True)])
+                        + hashed
+                    )
+                built.append((key, len(key) <= MAX_KEY_CHARS))
+                continue
+        built.append(build_checked_key(text, params, names))
+    return built
+
+
 def _check_name_list(names: Sequence[str]) -> None:
     if isinstance(names, str | bytes):
         raise InvalidArgumentError(
