@@ -121,3 +121,24 @@ async def test_local_cache_serves_batches(redis_sync: redis.Redis) -> None:
         await client.query_many_with_cache(Q, params, NAMES)
         assert first == await client.query_many_with_cache(Q, params, NAMES)
     assert client.stats.local_hits >= 5
+
+
+async def test_local_remote_missing_and_repeated_items_mixed(redis_sync: redis.Redis) -> None:
+    """A batch mixing local hits, Redis hits, misses and repeats of each gives, in order,
+    what query_with_cache gives, each item a copy of its own."""
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, local_cache=2**20) as client:
+        for n in (0, 1):  # read twice: kept locally
+            await client.query_with_cache(Q, [n, n], NAMES)
+            await client.query_with_cache(Q, [n, n], NAMES)
+        redis_sync.set(client.get_key_from_query(Q, [2, 2], NAMES), b'[{"id":2,"label":"r2"}]')
+        order = [0, 5, 2, 1, 5, 9, 0, 2]
+        local_before = client.stats.local_hits
+        batch = await client.query_many_with_cache(Q, [[n, n] for n in order], NAMES)
+        assert client.stats.local_hits > local_before
+        one_by_one = [await client.query_with_cache(Q, [n, n], NAMES) for n in order]
+    assert one_by_one == batch
+    assert [{"id": 2, "label": "r2"}] == batch[2]
+    for i, j in ((0, 6), (1, 4), (2, 7)):
+        assert batch[i] is not batch[j]
+        batch[i][0]["id"] = -1
+        assert -1 != batch[j][0]["id"]

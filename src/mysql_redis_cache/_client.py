@@ -501,30 +501,33 @@ class MRCClient:
         _check_ttl(ttl)
         texts = [self._text(query, params, True) for params in params_list]
         keyed = build_checked_keys(texts, params_list, param_names)
-        positions: dict[str, list[int]] = {}
+        first: dict[str, int] = {}  # each distinct key's first index
+        repeats: list[tuple[int, int]] = []  # (index, first index) of repeated keys
         bypassed = []
         for index, (key, unambiguous) in enumerate(keyed):
             if not unambiguous:
                 bypassed.append(index)
-            elif (at := positions.get(key)) is None:
-                positions[key] = [index]
-            else:
-                at.append(index)
+            elif (at := first.setdefault(key, index)) != index:
+                repeats.append((index, at))
         results: list[Any] = [None] * len(texts)
-        found = await self._read_many(list(positions))
+        read = await self._read_many(list(first))
         pending: list[Awaitable[None]] = []
-        for key, at in positions.items():
-            value, raw = found[key]
-            first = at[0]
+        for (key, index), (value, _) in zip(first.items(), read, strict=True):
             if value is _MISSING:
-                call = (texts[first], params_list[first])
-                pending.append(self._fill_into(results, at, call, key, ttl))
-                continue
-            results[first] = value
-            for index in at[1:]:  # a copy each: callers must not share one mutable result
-                results[index] = (
-                    copy.deepcopy(value) if raw is None else self._decodes.value(key, raw)
-                )
+                targets = [index, *(i for i, j in repeats if j == index)]
+                call = (texts[index], params_list[index])
+                pending.append(self._fill_into(results, targets, call, key, ttl))
+            else:
+                results[index] = value
+        if repeats:
+            raws = dict(zip(first.values(), read, strict=True))
+            for index, at in repeats:
+                value, raw = raws[at]
+                if value is not _MISSING:  # a copy each: callers must not share one result
+                    key = keyed[at][0]
+                    results[index] = (
+                        copy.deepcopy(value) if raw is None else self._decodes.value(key, raw)
+                    )
         for index in bypassed:
             self.stats.bypasses += 1
             call = (texts[index], params_list[index])
@@ -556,10 +559,10 @@ class MRCClient:
         for index in at[1:]:
             results[index] = copy.deepcopy(value)
 
-    async def _read_many(self, keys: list[str]) -> dict[str, tuple[Any, bytes | None]]:
+    async def _read_many(self, keys: list[str]) -> list[tuple[Any, bytes | None]]:
         """Each key's decoded entry (or _MISSING) and its bytes (None from the local cache),
         read in one round trip."""
-        found: dict[str, tuple[Any, bytes | None]] = {}
+        read: list[tuple[Any, bytes | None]] = []
         remote = keys
         if self._local_cache:
             remote = []
@@ -567,30 +570,37 @@ class MRCClient:
                 local = self._redis.local(key)
                 if local is ABSENT:
                     remote.append(key)
+                    read.append((_MISSING, None))  # replaced below
                 else:
                     self.stats.local_hits += 1
                     self.stats.hits += 1
-                    found[key] = (local, None)
-        if remote:
-            absent: list[bytes | None] = [None] * len(remote)
-            raws = await self._cache_op(self._redis.request_many(remote), absent)
-            value_of = self._decodes.value
-            hits = []
-            for key, raw in zip(remote, raws, strict=True):
-                if raw:
-                    try:
-                        found[key] = (value_of(key, raw), raw)
-                        hits.append(key)
-                        continue
-                    except ValueError:
-                        pass  # _take counts and logs it
-                found[key] = (self._take(key, raw), raw)
-            # _take's bookkeeping once for the batch: a log call costs as much as a copy
-            self.stats.hits += len(hits)
-            if logger.isEnabledFor(logging.DEBUG):
-                for key in hits:
-                    logger.debug("cache hit %s", key)
-        return found
+                    read.append((local, None))
+        if not remote:
+            return read
+        absent: list[bytes | None] = [None] * len(remote)
+        raws = await self._cache_op(self._redis.request_many(remote), absent)
+        value_of = self._decodes.value
+        fetched: list[tuple[Any, bytes | None]] = []
+        hits = []
+        for key, raw in zip(remote, raws, strict=True):
+            if raw:
+                try:
+                    fetched.append((value_of(key, raw), raw))
+                    hits.append(key)
+                    continue
+                except ValueError:
+                    pass  # _take counts and logs it
+            fetched.append((self._take(key, raw), raw))
+        # _take's bookkeeping once for the batch: a log call costs as much as a copy
+        self.stats.hits += len(hits)
+        if logger.isEnabledFor(logging.DEBUG):
+            for key in hits:
+                logger.debug("cache hit %s", key)
+        if remote is keys:
+            return fetched
+        filled = iter(fetched)
+        return [next(filled) if raw is None and value is _MISSING else (value, raw)
+                for value, raw in read]  # fmt: skip
 
     async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
         """Await a fill with the other callers; the last one to give up cancels it."""
