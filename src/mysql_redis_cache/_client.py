@@ -427,17 +427,20 @@ class MRCClient:
             CacheError: Redis failed, with `fail_open=False`.
             ClientClosedError: `close()` cut the call short.
         """
-
         text = self._text(query, params, True)
+        return await self._with_cache(None, text, params, param_names, ttl, json_shaped=True)
+
+    def _sql(self, text: str, params: Sequence[object] | None) -> Callable[[], Awaitable[Any]]:
+        """The fill function of a query: format `text` with `params` and run it."""
 
         async def run() -> Any:
             return await self._run(format_query(text, params, self._cast.timezone, strict=True))
 
-        return await self._with_cache(run, text, params, param_names, ttl, json_shaped=True)
+        return run
 
     async def _with_cache(
         self,
-        fn: Callable[[], Awaitable[Any]],
+        fn: Callable[[], Awaitable[Any]] | None,
         query: str,
         params: Sequence[object] | None,
         param_names: Sequence[str],
@@ -445,16 +448,26 @@ class MRCClient:
         *,
         json_shaped: bool,
     ) -> Any:
+        """The cached value, or `fn()`'s (None: the query `query` with `params`)."""
         key, unambiguous = build_checked_key(query, params, param_names)
         _check_ttl(ttl)
+        if unambiguous and (not self._in_flight or self._flight(key) is None):
+            if self._local_cache or self._breaker.is_open:
+                cached = await self._read(key)
+            else:  # _read's last step, inlined: one coroutine frame fewer on every hit
+                try:
+                    raw = await self._redis.request(key)
+                except CacheError as exc:
+                    raw = await self._cache_failed(exc, None)
+                cached = self._take(key, raw)
+            if cached is not _MISSING:
+                return cached
+        if fn is None:
+            fn = self._sql(query, params)
         if not unambiguous:
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
-        if not self._in_flight or self._flight(key) is None:
-            cached = await self._read(key)
-            if cached is not _MISSING:
-                return cached
         return await self._miss(key, fn, ttl, json_shaped)
 
     async def _miss(
@@ -546,11 +559,7 @@ class MRCClient:
     ) -> None:
         """Run one batch item's query (through the fill of `key`, or uncached if None) and
         put a copy of its rows at each of `at`."""
-        text, params = call
-
-        async def run() -> Any:
-            return await self._run(format_query(text, params, self._cast.timezone, strict=True))
-
+        run = self._sql(*call)
         if key is None:
             value = await self._compute(run, True)
         else:
