@@ -52,7 +52,7 @@ DEFAULT_CLOSE_GRACE = 5.0  # seconds close() lets queries and fills in flight fi
 _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
-_SHARED_DECODES_BUDGET = 4 * 2**20  # bytes of recent entries whose decodes are reused
+_SHARED_DECODES_BUDGET = 16 * 2**20  # bytes of recent entries whose decodes are reused
 
 
 def _check_ttl(ttl: object) -> None:
