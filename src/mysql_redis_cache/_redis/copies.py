@@ -114,8 +114,10 @@ class Decodes:
         return len(self._memo)
 
     def _forget(self, key: str) -> None:
-        raw, template = self._memo.pop(key)
-        self._size -= len(raw) + (template.size if template is not None else 0)
+        kept = self._memo.pop(key, None)
+        if kept is not None:
+            raw, template = kept
+            self._size -= len(raw) + (template.size if template is not None else 0)
 
     def _grow(self, size: int) -> None:
         self._size += size
