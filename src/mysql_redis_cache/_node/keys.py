@@ -81,11 +81,9 @@ def build_checked_key(
     holds, and a value containing `_Other=` can shift where the next param seems to start.
     Names past the params read as `undefined`, as in Node.
     """
-    if type(names) is not list and type(names) is not tuple:
+    if (type(names) is not list and type(names) is not tuple) or (names and not params):
         _check_name_list(names)  # before `seen`, where "A" would pass as ("A",)
     if not params:
-        if names:
-            _check_name_list(names)
         return query_hash(query), True
     for value in params:
         kind = type(value)
