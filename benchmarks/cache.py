@@ -52,7 +52,7 @@ def scenarios(ops: int) -> list[dict[str, Any]]:
         # 64 different keys a round, all at once; Node's counterpart is always Promise.all
         query, params, names = ONE_ROW
         return {"name": name, "kind": "fanout", "query": query, "params": params,
-                "names": names, "ops": ops * 4, "keys": 64, "step": 1, "batch": batch}  # fmt: skip
+                "names": names, "ops": ops * 16, "keys": 64, "step": 1, "batch": batch}  # fmt: skip
 
     query, params, names = TEN_K_ROWS
     return [
