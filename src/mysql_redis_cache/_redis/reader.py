@@ -27,6 +27,7 @@ from .._errors import CacheUnavailableError
 from .._stats import CacheStats
 from .breaker import BreakerOpen
 from .local import LocalCache
+from .replies import Replies, usable
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -60,6 +61,7 @@ class CoalescingReader:
         self._listener_id = 0
         self._conn: Any = None  # the read connection, opened by the first read
         self._writer: asyncio.StreamWriter | None = None  # its stream, when writable directly
+        self._replies: Replies | None = None  # its replies, when parsed as they arrive
         self._timeout: float | None = None  # the longest a request may take, from its settings
         self._started: float | None = None  # loop time the request in flight began
         self._arrived = 0.0  # loop time bytes last arrived on the read connection
@@ -211,8 +213,7 @@ class CoalescingReader:
     async def _call(self, command: bytes, replies: int = 1) -> Any:
         """Send packed commands and read their reply (a list of `replies` if more than one),
         within the connection's timeout; once more on a new connection if the one they
-        went out on was found dead (reads are safe to repeat). One frame: this is the hot
-        path of every cache read."""
+        went out on was found dead (reads are safe to repeat)."""
         task = asyncio.current_task()
         may_retry = self._conn is not None
         while True:
@@ -227,22 +228,14 @@ class CoalescingReader:
                     # where redis-py's two timeout scopes per command cost more than the GET
                     conn = self._conn = await self._open(socket_timeout=None)
                     self._writer = _plain_writer(conn)
-                    self._note_arrivals(conn)
+                    self._replies = self._note_arrivals(conn)
                 if self.local is not None and not self.local.active:
                     await self._track(conn)
-                writer = self._writer
-                if writer is None:
-                    await conn.send_packed_command(command)
-                else:
-                    writer.write(command)
-                    await writer.drain()
-                if replies == 1:
-                    return await conn.read_response()
-                return [await conn.read_response() for _ in range(replies)]
+                return await self._exchange(conn, command, replies)
             except BaseException as exc:
                 self._started = None  # the request is over: its clean-up is not timed
                 # a reply may be left unread (a cancellation, a timeout): never reuse it
-                self._conn = self._writer = None
+                self._conn = self._writer = self._replies = None
                 if self.local is not None:
                     self.local.deactivate()  # its tracking ends with the connection
                 timed_out = self._expired is task and isinstance(exc, asyncio.CancelledError)
@@ -261,6 +254,26 @@ class CoalescingReader:
             finally:
                 self._started = self._reading = None
 
+    async def _exchange(self, conn: Any, command: bytes, replies: int) -> Any:
+        """Send the packed `command` on `conn` and read its reply (a list of `replies` if
+        more than one)."""
+        writer, parsed = self._writer, self._replies
+        if parsed is not None:
+            assert writer is not None
+            replied = parsed.expect(replies)
+            writer.write(command)
+            if writer.transport.get_write_buffer_size():
+                await writer.drain()
+            return await replied
+        if writer is None:
+            await conn.send_packed_command(command)
+        else:
+            writer.write(command)
+            await writer.drain()
+        if replies == 1:
+            return await conn.read_response()
+        return [await conn.read_response() for _ in range(replies)]
+
     def _arm(self, task: asyncio.Task[Any] | None) -> None:
         """Note when the request starts; one timer, re-armed as it goes, checks them all."""
         loop = asyncio.get_running_loop()
@@ -270,18 +283,23 @@ class CoalescingReader:
             assert self._timeout is not None
             self._watch = loop.call_at(self._started + self._timeout, self._expire)
 
-    def _note_arrivals(self, conn: Any) -> None:
+    def _note_arrivals(self, conn: Any) -> Replies | None:
         """Watch what arrives on `conn`: bytes (the timeout bounds silence, not a long
-        reply), and its end (the local cache stops at once: tracking ended with it)."""
+        reply), and its end (the local cache stops at once: tracking ended with it).
+
+        Returns the Replies its bytes are parsed into from now on, when that is possible
+        (else redis-py reads them, and None).
+        """
         reader = getattr(conn, "_reader", None)
         if type(reader) is not asyncio.StreamReader:
-            return  # redis-py's internals changed: the timeout bounds the whole request
+            return None  # redis-py's internals changed: the timeout bounds the whole request
         loop = asyncio.get_running_loop()
-        feed_data, feed_eof, set_exception = (
-            reader.feed_data,
-            reader.feed_eof,
-            reader.set_exception,
-        )
+        feed_eof, set_exception = reader.feed_eof, reader.set_exception
+        feed_data: Callable[[bytes], None] = reader.feed_data
+        replies = None
+        if self._writer is not None and usable(conn):
+            replies = Replies(type(conn._parser).parse_error)
+            feed_data = replies.feed
 
         def on_data(data: bytes) -> None:
             self._arrived = loop.time()
@@ -289,16 +307,21 @@ class CoalescingReader:
 
         def on_eof() -> None:
             self._lost(conn)
+            if replies is not None:
+                replies.end(redis.exceptions.ConnectionError("Connection closed by server."))
             feed_eof()
 
         def on_exception(exc: Exception) -> None:
             self._lost(conn)
+            if replies is not None:
+                replies.end(exc)
             set_exception(exc)
 
         # instance attributes of this one reader: asyncio's protocol calls them
         reader.feed_data = on_data  # type: ignore[method-assign,assignment]
         reader.feed_eof = on_eof  # type: ignore[method-assign]
         reader.set_exception = on_exception  # type: ignore[method-assign]
+        return replies
 
     def _lost(self, conn: Any) -> None:
         """The read connection closed, even while idle: its tracking ended with it."""
@@ -335,9 +358,9 @@ class CoalescingReader:
         """Have Redis report changes to keys read on `conn`, then use the local cache."""
         assert self.local is not None
         listener_id = await self._listen()
-        await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id)
+        command = b"".join(conn.pack_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id))
         try:
-            await conn.read_response()
+            await self._exchange(conn, command, 1)
         except redis.exceptions.ResponseError as exc:  # before Redis 6, or refused
             logger.warning("local cache off: Redis refused CLIENT TRACKING: %s", exc)
             self.local = None
