@@ -219,6 +219,10 @@ def test_batch_keys_equal_single_keys() -> None:
             [rng.choice(values) for _ in range(rng.randint(0, len(names)))] for _ in range(300)
         ]
         params_list += [None, (), tuple(params_list[0])]
-        texts = [rng.choice(["SELECT ?", "SELECT ?, ?", "SELECT 1"]) for _ in params_list]
-        expected = [build_checked_key(t, p, names) for t, p in zip(texts, params_list, strict=True)]
-        assert expected == build_checked_keys(texts, params_list, names)
+        query = rng.choice(["SELECT ?", "SELECT ?, ?", "SELECT 1"])
+
+        def text_of(params: object, query: str = query) -> str:
+            return query if params else f"{query} -- no params"  # texts may differ
+
+        expected = [(text_of(p), *build_checked_key(text_of(p), p, names)) for p in params_list]
+        assert expected == build_checked_keys(text_of, params_list, names)

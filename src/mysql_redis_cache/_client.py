@@ -512,39 +512,42 @@ class MRCClient:
                 f"params_list must be a list of params lists, got {type(params_list).__name__}"
             )
         _check_ttl(ttl)
-        texts = [self._text(query, params, True) for params in params_list]
-        keyed = build_checked_keys(texts, params_list, param_names)
+        items = build_checked_keys(
+            lambda params: self._text(query, params, True), params_list, param_names
+        )
         first: dict[str, int] = {}  # each distinct key's first index
         repeats: list[tuple[int, int]] = []  # (index, first index) of repeated keys
         bypassed = []
-        for index, (key, unambiguous) in enumerate(keyed):
+        for index, (_, key, unambiguous) in enumerate(items):
             if not unambiguous:
                 bypassed.append(index)
             elif (at := first.setdefault(key, index)) != index:
                 repeats.append((index, at))
-        results: list[Any] = [None] * len(texts)
-        read = await self._read_many(list(first))
+        values, raws = await self._read_many(list(first))
+        if len(values) == len(items) and _MISSING not in values:
+            return values  # distinct keys, all cached (most batches): in order already
+        results: list[Any] = [None] * len(items)
         pending: list[Awaitable[None]] = []
-        for (key, index), (value, _) in zip(first.items(), read, strict=True):
+        for (key, index), value in zip(first.items(), values, strict=True):
             if value is _MISSING:
                 targets = [index, *(i for i, j in repeats if j == index)]
-                call = (texts[index], params_list[index])
-                pending.append(self._fill_into(results, targets, call, key, ttl))
+                text = items[index][0]
+                pending.append(self._fill_into(results, targets, text, params_list, key, ttl))
             else:
                 results[index] = value
         if repeats:
-            raws = dict(zip(first.values(), read, strict=True))
+            read = dict(zip(first.values(), zip(values, raws, strict=True), strict=True))
             for index, at in repeats:
-                value, raw = raws[at]
+                value, raw = read[at]
                 if value is not _MISSING:  # a copy each: callers must not share one result
-                    key = keyed[at][0]
+                    key = items[at][1]
                     results[index] = (
                         copy.deepcopy(value) if raw is None else self._decodes.value(key, raw)
                     )
         for index in bypassed:
             self.stats.bypasses += 1
-            call = (texts[index], params_list[index])
-            pending.append(self._fill_into(results, [index], call, None, ttl))
+            text = items[index][0]
+            pending.append(self._fill_into(results, [index], text, params_list, None, ttl))
         if pending:
             await asyncio.gather(*pending)
         return results
@@ -553,13 +556,14 @@ class MRCClient:
         self,
         results: list[Any],
         at: list[int],
-        call: tuple[str, Sequence[object] | None],
+        text: str,
+        params_list: Sequence[Sequence[object] | None],
         key: str | None,
         ttl: int,
     ) -> None:
-        """Run one batch item's query (through the fill of `key`, or uncached if None) and
-        put a copy of its rows at each of `at`."""
-        run = self._sql(*call)
+        """Run the query `text` with the params of item `at[0]` (through the fill of `key`,
+        or uncached if None) and put a copy of its rows at each of `at`."""
+        run = self._sql(text, params_list[at[0]])
         if key is None:
             value = await self._compute(run, True)
         else:
@@ -568,10 +572,10 @@ class MRCClient:
         for index in at[1:]:
             results[index] = copy.deepcopy(value)
 
-    async def _read_many(self, keys: list[str]) -> list[tuple[Any, bytes | None]]:
-        """Each key's decoded entry (or _MISSING) and its bytes (None from the local cache),
-        read in one round trip."""
-        read: list[tuple[Any, bytes | None]] = []
+    async def _read_many(self, keys: list[str]) -> tuple[list[Any], list[bytes | None]]:
+        """Each key's decoded entry (or _MISSING), and its bytes (None from the local
+        cache), read in one round trip."""
+        values: list[Any] = []
         remote = keys
         if self._local_cache:
             remote = []
@@ -579,37 +583,39 @@ class MRCClient:
                 local = self._redis.local(key)
                 if local is ABSENT:
                     remote.append(key)
-                    read.append((_MISSING, None))  # replaced below
+                    values.append(_MISSING)  # replaced below
                 else:
                     self.stats.local_hits += 1
                     self.stats.hits += 1
-                    read.append((local, None))
+                    values.append(local)
         if not remote:
-            return read
+            return values, [None] * len(keys)
         absent: list[bytes | None] = [None] * len(remote)
         raws = await self._cache_op(self._redis.request_many(remote), absent)
         value_of = self._decodes.value
-        fetched: list[tuple[Any, bytes | None]] = []
-        hits = []
+        fetched: list[Any] = []
+        hits = 0
         for key, raw in zip(remote, raws, strict=True):
             if raw:
                 try:
-                    fetched.append((value_of(key, raw), raw))
-                    hits.append(key)
+                    fetched.append(value_of(key, raw))
+                    hits += 1
                     continue
                 except ValueError:
                     pass  # _take counts and logs it
-            fetched.append((self._take(key, raw), raw))
+            fetched.append(self._take(key, raw))
         # _take's bookkeeping once for the batch: a log call costs as much as a copy
-        self.stats.hits += len(hits)
+        self.stats.hits += hits
         if logger.isEnabledFor(logging.DEBUG):
-            for key in hits:
-                logger.debug("cache hit %s", key)
+            for key, raw, value in zip(remote, raws, fetched, strict=True):
+                if raw and value is not _MISSING:
+                    logger.debug("cache hit %s", key)
         if remote is keys:
-            return fetched
-        filled = iter(fetched)
-        return [next(filled) if raw is None and value is _MISSING else (value, raw)
-                for value, raw in read]  # fmt: skip
+            return fetched, raws
+        new_values, new_raws = iter(fetched), iter(raws)
+        merged = [next(new_values) if value is _MISSING else value for value in values]
+        merged_raws = [next(new_raws) if value is _MISSING else None for value in values]
+        return merged, merged_raws
 
     async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
         """Await a fill with the other callers; the last one to give up cancels it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import InvalidArgumentError, InvalidParamError
 from .jsvalue import js_string, utf8
@@ -103,39 +103,46 @@ def build_checked_key(
 
 
 def build_checked_keys(
-    texts: Sequence[str], params_list: Sequence[Sequence[object] | None], names: Sequence[str]
-) -> list[tuple[str, bool]]:
-    """`build_checked_key(text, params, names)` for each text and params of a batch.
+    text_of: Callable[[Sequence[object] | None], str],
+    params_list: Sequence[Sequence[object] | None],
+    names: Sequence[str],
+) -> list[tuple[str, str, bool]]:
+    """(text, key, unambiguous) for each params of a batch: the text is `text_of(params)`
+    and the rest what `build_checked_key(text, params, names)` gives.
 
-    One names list for all, checked once; params of ints and strings without `_` (nearly
-    every batch: ids and codes) are keyed here, the rest by `build_checked_key`.
+    The fast path takes what nearly every batch holds, one int or `_`-less string per name
+    (ids and codes): their text is asked of `text_of` once, for the first of them (which
+    may not treat them differently: the batch's query checks and rewrites them all alike),
+    its hash taken once, and the names checked once. Other params go the single way.
     """
     _check_name_list(names)
     count = len(names)
     plain = count > 0 and all(type(name) is str for name in names)
+    prefix = f"{names[0]}=" if count == 1 else ""
     prefixes = [f"{name}=" for name in names]
-    hashes: dict[str, str] = {}
+    text = hashed = ""
     built = []
-    for text, params in zip(texts, params_list, strict=True):
+    for params in params_list:
         if plain and (type(params) is list or type(params) is tuple) and len(params) == count:
             for value in params:
                 kind = type(value)
                 if kind is not int and (kind is not str or "_" in value):
                     break
             else:
-                hashed = hashes.get(text)
-                if hashed is None:
-                    hashed = hashes[text] = query_hash(text)
+                if not hashed:
+                    text = text_of(params)
+                    hashed = query_hash(text)
                 if count == 1:
-                    key = f"{prefixes[0]}{params[0]}_{hashed}"
+                    key = f"{prefix}{params[0]}_{hashed}"
                 else:
                     key = (
                         "".join([f"{p}{v}_" for p, v in zip(prefixes, params, strict=True)])
                         + hashed
                     )
-                built.append((key, len(key) <= MAX_KEY_CHARS))
+                built.append((text, key, len(key) <= MAX_KEY_CHARS))
                 continue
-        built.append(build_checked_key(text, params, names))
+        own = text_of(params)
+        built.append((own, *build_checked_key(own, params, names)))
     return built
 
 

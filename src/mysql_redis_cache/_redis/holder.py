@@ -176,7 +176,11 @@ class RedisHolder:
 
         Raises CacheError (or CacheUnavailableError) when the read fails.
         """
-        return await self._bound.get().reader.request_many([utf8(key) for key in keys])
+        try:
+            encoded = [key.encode() for key in keys]
+        except UnicodeEncodeError:  # a lone surrogate, which utf8() writes as Node does
+            encoded = [utf8(key) for key in keys]
+        return await self._bound.get().reader.request_many(encoded)
 
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)
