@@ -53,6 +53,9 @@ _MISSING = object()
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
 _SHARED_DECODES_BUDGET = 16 * 2**20  # bytes of recent entries whose decodes are reused
+# A batch's misses run this many at a time: more would only queue for the MySQL pool,
+# holding Redis connections and fill markers meanwhile (thousands at once starve the loop).
+_BATCH_FILLS = 32
 
 
 def _check_ttl(ttl: object) -> None:
@@ -527,12 +530,13 @@ class MRCClient:
         if len(values) == len(items) and _MISSING not in values:
             return values  # distinct keys, all cached (most batches): in order already
         results: list[Any] = [None] * len(items)
-        pending: list[Awaitable[None]] = []
+        again: dict[int, list[int]] = {}  # first index: the indexes repeating its key
+        for index, at in repeats:
+            again.setdefault(at, []).append(index)
+        fills: list[tuple[list[int], str | None]] = []  # indexes to fill, and their key
         for (key, index), value in zip(first.items(), values, strict=True):
             if value is _MISSING:
-                targets = [index, *(i for i, j in repeats if j == index)]
-                text = items[index][0]
-                pending.append(self._fill_into(results, targets, text, params_list, key, ttl))
+                fills.append(([index, *again.get(index, ())], key))
             else:
                 results[index] = value
         if repeats:
@@ -546,24 +550,28 @@ class MRCClient:
                     )
         for index in bypassed:
             self.stats.bypasses += 1
-            text = items[index][0]
-            pending.append(self._fill_into(results, [index], text, params_list, None, ttl))
-        if pending:
-            await asyncio.gather(*pending)
+            fills.append(([index], None))  # uncached
+        if fills:
+            slots = asyncio.Semaphore(_BATCH_FILLS)
+
+            async def fill(at: list[int], key: str | None) -> None:
+                async with slots:
+                    text, params = items[at[0]][0], params_list[at[0]]
+                    await self._fill_into(results, at, self._sql(text, params), key, ttl)
+
+            await asyncio.gather(*(fill(at, key) for at, key in fills))
         return results
 
     async def _fill_into(
         self,
         results: list[Any],
         at: list[int],
-        text: str,
-        params_list: Sequence[Sequence[object] | None],
+        run: Callable[[], Awaitable[Any]],
         key: str | None,
         ttl: int,
     ) -> None:
-        """Run the query `text` with the params of item `at[0]` (through the fill of `key`,
-        or uncached if None) and put a copy of its rows at each of `at`."""
-        run = self._sql(text, params_list[at[0]])
+        """Run a batch item's query (through the fill of `key`, or uncached if None) and
+        put a copy of its rows at each of `at`."""
         if key is None:
             value = await self._compute(run, True)
         else:
