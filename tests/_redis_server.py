@@ -67,6 +67,33 @@ def redis_server() -> Iterator[RedisProcess]:
 
 
 @contextmanager
+def tls_redis_server() -> Iterator[str]:
+    """A redis-server speaking only TLS, with a fresh self-signed certificate for
+    127.0.0.1: yields the rediss:// URL that trusts it. Stopped by PID afterwards."""
+    with tempfile.TemporaryDirectory() as workdir:
+        cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        port = free_port()
+        proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+             "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert,
+             "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            _wait_for_port(port)
+            yield f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
 def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
     """A real Redis Cluster of `masters` primaries on loopback ports; stopped by PID."""
     with tempfile.TemporaryDirectory() as workdir:

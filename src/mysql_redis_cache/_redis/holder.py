@@ -33,6 +33,7 @@ from .fills import (
     stamps_for,
 )
 from .local import ABSENT, LocalCache
+from .pool import DEFAULT_MAX_CONNECTIONS, share_tls_context, waiting_pool
 from .reader import ClusterReader, CoalescingReader
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -55,6 +56,9 @@ _UNREACHABLE = (
     OSError,
 )
 _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
+# redis-py refusing a command because its pool has max_connections in use (older
+# versions have no such error: their pools had no limit)
+_POOL_FULL = getattr(redis.exceptions, "MaxConnectionsError", ())
 LARGE_WRITE = 2**20  # bytes
 _SHA1 = {source: hashlib.sha1(source.encode()).hexdigest() for source in (BEGIN, COMMIT, _RELEASE)}
 
@@ -63,7 +67,9 @@ def translate(exc: BaseException, action: str = "GET") -> BaseException:
     """redis-py's error (or a socket error) as CacheError or, when Redis cannot be reached
     at all, CacheUnavailableError; any other exception as it is."""
     error: CacheError
-    if isinstance(exc, _UNREACHABLE):
+    if isinstance(exc, _POOL_FULL):  # the client's limit, not Redis failing: no breaker
+        error = CacheError(f"Redis {action} failed: {exc} (the client's pool is full)")
+    elif isinstance(exc, _UNREACHABLE):
         error = CacheUnavailableError(f"Redis {action} failed: {exc}")
     elif isinstance(exc, redis.exceptions.RedisError):
         error = CacheError(f"Redis {action} failed: {exc}")
@@ -123,6 +129,8 @@ class RedisHolder:
             if name == "retry" and self._cluster:
                 continue  # RedisCluster retries per node: its own settings apply
             self._options.setdefault(name, value)  # the user's settings (and URL) win
+        if not self._cluster and self._sentinel is None:
+            self._options.setdefault("max_connections", DEFAULT_MAX_CONNECTIONS)
         self._check_local_cache(self._cluster)
         self._bound = LoopBound(self._make, _close_handle)
 
@@ -140,17 +148,21 @@ class RedisHolder:
             manager = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 sentinel.pop("sentinels"), **sentinel.pop("sentinel_kwargs", {})
             )
-            client = manager.master_for(sentinel.pop("service_name"), **self._options, **sentinel)
-            return self._handle_for(client, manager)
+            master = manager.master_for(sentinel.pop("service_name"), **self._options, **sentinel)
+            share_tls_context(master.connection_pool)
+            return self._handle_for(master, manager)
         elif self._cluster:
             if self._url is not None:
                 client = aioredis.RedisCluster.from_url(self._url, **self._options)
             else:
                 client = aioredis.RedisCluster(**self._options)
-        elif self._url is not None:
-            client = aioredis.Redis.from_url(self._url, **self._options)
         else:
-            client = aioredis.Redis(**self._options)
+            if self._url is not None:
+                client = aioredis.Redis.from_url(self._url, **self._options)
+            else:
+                client = aioredis.Redis(**self._options)
+            if not {"connection_pool", "single_connection_client"} & self._options.keys():
+                client = waiting_pool(client)
         return self._handle_for(client)
 
     def _handle_for(
