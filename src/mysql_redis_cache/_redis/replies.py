@@ -63,7 +63,8 @@ class Replies:
         if self.lost is not None:
             raise redis.exceptions.ConnectionError(f"Redis connection lost: {self.lost}")
         if self._waiting is not None and not self._waiting.done():
-            raise RuntimeError("a request is already waiting for its reply")
+            # never, with one request at a time; if it did, its replies could be mixed up
+            raise redis.exceptions.ConnectionError("a reply is still awaited on this connection")
         self._waiting = asyncio.get_running_loop().create_future()
         self._count = count
         self._got = []
