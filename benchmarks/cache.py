@@ -267,8 +267,9 @@ async def main_async(repeat: int, ops: int, only: str | None) -> None:
                 longer = {**spec, "ops": spec["ops"] * 10}
                 local[spec["name"]] = [await run_python(longer, client) for _ in range(repeat)]
     json_name = "orjson" if _orjson() else "stdlib"
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     print(f"MySQL driver: {client.get_mysql_pool().driver.name}; JSON: {json_name}; "
-          f"local cache: {LOCAL_CACHE >> 20} MiB")  # fmt: skip
+          f"local cache: {LOCAL_CACHE >> 20} MiB; event loop: {loop}")  # fmt: skip
     print(f"{'scenario':<38} {'ours':>13} {'ours, local':>13} {'Node 4.1.0':>13} "
           f"{'raw floor':>13} {'ours/Node':>10} {'local/Node':>10} {'ours/floor':>10}")  # fmt: skip
     for spec in specs:
@@ -299,8 +300,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per scenario (median)")
     parser.add_argument("--ops", type=int, default=2000, help="sequential hit operations a run")
     parser.add_argument("--only", help="run the scenarios whose name contains this text")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run this side on uvloop (as uvicorn does)"
+    )
     args = parser.parse_args()
-    asyncio.run(main_async(args.repeat, args.ops, args.only))
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(main_async(args.repeat, args.ops, args.only))
+    else:
+        asyncio.run(main_async(args.repeat, args.ops, args.only))
 
 
 if __name__ == "__main__":
