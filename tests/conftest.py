@@ -32,6 +32,11 @@ def stored_keys(client: redis.Redis) -> set[bytes]:
     return {key for key in keys if not key.startswith(b"mrc:inv:")}
 
 
+def reader_of(client: MRCClient) -> Any:
+    """The client's coalescing reader for the running event loop (opened if need be)."""
+    return client._redis._bound.get().reader
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("CI") and not node_available():
         raise pytest.UsageError("CI must run the interop tests: run `make install` first")

@@ -15,7 +15,7 @@ from mysql_redis_cache import (
 )
 
 from ._redis_server import redis_cluster
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, REDIS_URL, reader_of
 
 Q = "SELECT ? AS id, CONCAT('row ', ?) AS label"
 NAMES = ["Id", "Label"]
@@ -39,7 +39,7 @@ async def test_hits_take_one_round_trip(client: MRCClient) -> None:
     params = [[n, n] for n in range(64)]
     for p in params:
         await client.query_with_cache(Q, p, NAMES)
-    reader = client._redis._bound.get().reader
+    reader = reader_of(client)
     before, hits = reader.batches, client.stats.hits
     results = await client.query_many_with_cache(Q, params, NAMES)
     assert [[{"id": n, "label": f"row {n}"}] for n in range(64)] == results

@@ -4,7 +4,6 @@ large batches, TLS connections, and a borrowed client whose pool runs out."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -12,7 +11,7 @@ import redis.asyncio as aioredis
 from mysql_redis_cache import MRCClient
 
 from ._redis_server import tls_redis_server
-from .conftest import MYSQL_CONFIG, REDIS_URL, stored_keys
+from .conftest import MYSQL_CONFIG, REDIS_URL, reader_of, stored_keys
 
 Q = "SELECT ? AS n"
 
@@ -64,9 +63,8 @@ async def test_tls_bursts_share_one_ssl_context() -> None:
             connections = [*pool._available_connections, *pool._in_use_connections]
             assert len(connections) > 1
             assert 1 == len({id(conn.ssl_context) for conn in connections})
-            reader: Any = client._redis._bound.get().reader
             assert [{"n": 7}] == await client.read_from_cache(Q, [7], ["N"])
-            assert reader._replies is not None  # replies over TLS parsed as they arrive
+            assert reader_of(client)._replies is not None  # replies over TLS parsed as they arrive
         assert_all_cached(client, url, 200)
 
 

@@ -17,7 +17,7 @@ from mysql_redis_cache import (
 )
 
 from ._redis_server import RedisProcess, redis_server
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, REDIS_URL, reader_of
 
 Q = "SELECT ? AS n, CONCAT('row ', ?) AS label"
 NAMES = ["N", "Label"]
@@ -29,10 +29,6 @@ def params(n: int) -> list[Any]:
 
 def expected(n: int) -> list[dict[str, Any]]:
     return [{"n": n, "label": f"row {n}"}]
-
-
-def reader_of(client: MRCClient) -> Any:
-    return client._redis._bound.get().reader
 
 
 @pytest.fixture

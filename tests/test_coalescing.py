@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 import redis
@@ -13,13 +12,13 @@ from mysql_redis_cache import CacheError, MRCClient
 from mysql_redis_cache._redis.copies import Decodes
 
 from ._redis_server import redis_server
-from .conftest import MYSQL_CONFIG
+from .conftest import MYSQL_CONFIG, reader_of
 
 Q = "SELECT ? AS n"
 
 
 def reader_batches(client: MRCClient) -> int:
-    batches: int = client._redis._bound.get().reader.batches
+    batches: int = reader_of(client).batches
     return batches
 
 
@@ -81,10 +80,6 @@ async def test_failed_reads_raise_cache_errors(concurrent: int) -> None:
             )
     assert len(outcomes) == concurrent
     assert all(isinstance(o, CacheError) for o in outcomes), outcomes
-
-
-def reader_of(client: MRCClient) -> Any:
-    return client._redis._bound.get().reader
 
 
 async def test_reads_write_to_the_stream_directly(client: MRCClient) -> None:

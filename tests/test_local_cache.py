@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 import redis
@@ -16,7 +15,7 @@ from mysql_redis_cache._redis.local import ABSENT, LocalCache
 
 from ._node import run_node
 from ._redis_server import redis_cluster, redis_server
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, REDIS_URL, reader_of
 
 Q = "SELECT ? AS n"
 MiB = 2**20
@@ -40,7 +39,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 3.0)
 
 
 def listener_ids(client: MRCClient) -> int:
-    reader: Any = client._redis._bound.get().reader
+    reader = reader_of(client)
     listener_id: int = reader._listener_id
     return listener_id
 
@@ -146,7 +145,7 @@ async def test_broken_listener_empties_and_recovers(
     redis_sync.client_kill_filter(_id=str(old_listener))
 
     async def emptied() -> bool:
-        return not local._redis._bound.get().reader.local.active  # type: ignore[union-attr]
+        return not reader_of(local).local.active
 
     assert await eventually(emptied)
     local_hits = local.stats.local_hits

@@ -14,13 +14,9 @@ from redis._parsers import _AsyncRESP3Parser
 
 from mysql_redis_cache import CacheError, CacheUnavailableError, MRCClient
 
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, REDIS_URL, reader_of
 
 Q = "SELECT ? AS n"
-
-
-def reader_of(client: MRCClient) -> Any:
-    return client._redis._bound.get().reader
 
 
 def python_parsed() -> aioredis.Redis:

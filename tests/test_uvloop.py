@@ -14,7 +14,7 @@ import uvloop
 from mysql_redis_cache import CacheUnavailableError, MRCClient
 
 from ._redis_server import redis_server
-from .conftest import MYSQL_CONFIG, REDIS_URL, stored_keys
+from .conftest import MYSQL_CONFIG, REDIS_URL, reader_of, stored_keys
 
 Q = "SELECT ? AS n"
 
@@ -38,16 +38,11 @@ def test_hits_misses_and_batches(redis_sync: redis.Redis) -> None:
             assert [[{"n": n % 4}] for n in range(64)] == together
             many = await client.query_many_with_cache(Q, [[n] for n in range(100)], ["N"])
             assert [[{"n": n}] for n in range(100)] == many
-            assert reader_parses(client)
+            assert reader_of(client)._replies is not None
             assert (0, 0) == (client.stats.errors, client.stats.skipped)
 
     on_uvloop(main())
     assert 100 == len(stored_keys(redis_sync))
-
-
-def reader_parses(client: MRCClient) -> bool:
-    reader: Any = client._redis._bound.get().reader
-    return reader._replies is not None
 
 
 def test_a_hung_redis_times_out_and_a_killed_one_fails_open() -> None:
