@@ -86,7 +86,7 @@ async def test_reads_write_to_the_stream_directly(client: MRCClient) -> None:
     """With this redis-py, reads skip send_packed_command: a redis-py upgrade that moves
     its stream shows here, not as a silent slowdown."""
     await client.read_from_cache(Q, [1], ["N"])
-    assert reader_of(client)._writer is not None
+    assert reader_of(client).channel.writer is not None
 
 
 async def test_health_checks_go_through_redis_py(redis_sync: redis.Redis) -> None:
@@ -96,7 +96,7 @@ async def test_health_checks_go_through_redis_py(redis_sync: redis.Redis) -> Non
     async with MRCClient(MYSQL_CONFIG, config) as client:
         await client.write_to_cache(Q, [1], [1], ["N"])
         assert [1] == await client.read_from_cache(Q, [1], ["N"])
-        assert reader_of(client)._writer is None
+        assert reader_of(client).channel.writer is None
         await asyncio.sleep(0.1)
         assert [1] == await client.read_from_cache(Q, [1], ["N"])
     pings = redis_sync.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)

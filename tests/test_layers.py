@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "_node": {"_errors"},
     "_redis": {"_node", "_support", "_errors", "_stats"},
     "_mysql": {"_node", "_support", "_errors"},
+    "_fills": {"_redis", "_node", "_support", "_errors", "_stats"},
 }
 # Third-party I/O packages a layer must not touch.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -25,6 +26,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_support": {"redis", "aiomysql", "asyncmy", "pymysql"},
     "_redis": {"aiomysql", "asyncmy", "pymysql"},
     "_mysql": {"redis", "hiredis"},
+    "_fills": {"redis", "hiredis", "aiomysql", "asyncmy", "pymysql"},
 }
 
 

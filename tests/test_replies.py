@@ -44,7 +44,7 @@ async def test_replies_are_parsed_as_they_arrive_with_hiredis(client: MRCClient)
     """With hiredis, reads skip redis-py's reading: a redis-py upgrade that changes what
     this relies on shows here, not as a silent slowdown."""
     await client.read_from_cache(Q, [1], ["N"])
-    assert reader_of(client)._replies is not None
+    assert reader_of(client).channel.replies is not None
 
 
 async def test_a_parser_the_user_picked_is_left_to_read() -> None:
@@ -52,7 +52,7 @@ async def test_a_parser_the_user_picked_is_left_to_read() -> None:
     async with MRCClient(MYSQL_CONFIG, own) as client:
         await client.write_to_cache(Q, [1], [1], ["N"])
         assert [1] == await client.read_from_cache(Q, [1], ["N"])
-        assert reader_of(client)._replies is None
+        assert reader_of(client).channel.replies is None
     await own.aclose()
 
 
@@ -78,7 +78,7 @@ async def test_an_error_reply_is_a_cache_error(either: MRCClient, redis_sync: re
     with pytest.raises(CacheError, match="WRONGTYPE") as caught:
         await either.read_from_cache(Q, [1], ["N"])
     assert not isinstance(caught.value, CacheUnavailableError)
-    assert not either._breaker.is_open
+    assert not either._guard.breaker.is_open
     assert [2] == await either.read_from_cache(Q, [2], ["N"])
 
 

@@ -122,7 +122,7 @@ async def test_hung_redis_times_out(private_redis: RedisProcess) -> None:
         finally:
             private_redis.resume()
         assert all(isinstance(result, CacheUnavailableError) for result in results), results
-        assert "did not answer within 0.2 s" in str(results[0])
+        assert "silent for 0.2 s" in str(results[0])
         await asyncio.sleep(0.15)  # the breaker's cool-down
         assert [1] == await client.read_from_cache("hang")
 

@@ -38,7 +38,7 @@ def test_hits_misses_and_batches(redis_sync: redis.Redis) -> None:
             assert [[{"n": n % 4}] for n in range(64)] == together
             many = await client.query_many_with_cache(Q, [[n] for n in range(100)], ["N"])
             assert [[{"n": n}] for n in range(100)] == many
-            assert reader_of(client)._replies is not None
+            assert reader_of(client).channel.replies is not None
             assert (0, 0) == (client.stats.errors, client.stats.skipped)
 
     on_uvloop(main())
@@ -58,7 +58,7 @@ def test_a_hung_redis_times_out_and_a_killed_one_fails_open() -> None:
                     assert time.monotonic() - start < 5
                 finally:
                     server.resume()
-                assert client._breaker.is_open
+                assert client._guard.breaker.is_open
                 await asyncio.sleep(1.1)  # the breaker's cooldown
                 assert [1] == await client.read_from_cache(Q, [1], ["N"])
                 server.kill()

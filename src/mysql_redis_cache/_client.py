@@ -8,23 +8,21 @@ import dataclasses
 import logging
 import math
 import random
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, cast
 
 from ._errors import (
     CacheError,
-    CacheUnavailableError,
     ClientClosedError,
     ConfigError,
     InvalidArgumentError,
     InvalidParamError,
     QueryError,
 )
+from ._fills.flights import Flights
 from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
-from ._node.json import TooDeep, decode, encode, encode_rows
+from ._node.json import TooDeep, decode, encode
 from ._node.keys import (
     build_checked_key,
     build_checked_keys,
@@ -35,7 +33,7 @@ from ._node.keys import (
 from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
 from ._node.rows import shape
 from ._node.sql import format_query
-from ._redis.breaker import Breaker, BreakerOpen
+from ._redis.breaker import Breaker, Guard
 from ._redis.copies import Decodes
 from ._redis.holder import RedisConfig, RedisHolder
 from ._redis.local import ABSENT
@@ -49,13 +47,13 @@ DEFAULT_TTL = 86400
 # it saves, and a single reply that large holds up every read queued behind it.
 DEFAULT_MAX_ENTRY_BYTES = 16 * 2**20
 DEFAULT_CLOSE_GRACE = 5.0  # seconds close() lets queries and fills in flight finish
+# Fills admitted at once, per MySQL connection: two keep every connection busy (one
+# fill's query runs while the next sets its marker), more would only queue for the pool
+# while holding fill markers and starving the event loop of time to hear Redis.
+FILLS_PER_CONNECTION = 2
 _MISSING = object()
-_LOCK_POLL = 0.05  # seconds between checks for another process's result
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
 _SHARED_DECODES_BUDGET = 16 * 2**20  # bytes of recent entries whose decodes are reused
-# A batch's misses run this many at a time: more would only queue for the MySQL pool,
-# holding Redis connections and fill markers meanwhile (thousands at once starve the loop).
-_BATCH_FILLS = 32
 
 
 def _check_ttl(ttl: object) -> None:
@@ -136,6 +134,11 @@ class MRCClient:
             `%s` is refused with a hint. 'format': `%s` placeholders (the 0.x port's
             style) are rewritten to `?` before the query is formatted or hashed, so its
             keys are the ones Node builds for the `?` query.
+        max_fills: how many misses may fill at once (their query or `fn` running, their
+            fill marker set); the rest wait their turn in order, and callers of a key
+            already filling join that fill. None (default): twice the MySQL pool size
+            (20 with mysql2's default `connectionLimit` of 10). Raise it for `with_cache`
+            functions that do not use MySQL.
 
     Connections open on first use; `async with` (or `close()`) closes both.
     """
@@ -165,6 +168,7 @@ class MRCClient:
         local_cache_ttl: float = 60.0,
         paramstyle: str = "qmark",
         max_entry_bytes: int | None = DEFAULT_MAX_ENTRY_BYTES,
+        max_fills: int | None = None,
     ) -> None:
         """Check the configuration; nothing connects until first use (see the class docs).
 
@@ -177,7 +181,8 @@ class MRCClient:
         for name, size in (("local_cache", local_cache), ("max_entry_bytes", max_entry_bytes)):
             if size is not None and (type(size) is not int or size <= 0):
                 raise ConfigError(f"{name} must be a positive int of bytes, got {size!r}")
-        self._max_entry_bytes = max_entry_bytes
+        if max_fills is not None and (type(max_fills) is not int or max_fills <= 0):
+            raise ConfigError(f"max_fills must be a positive int, got {max_fills!r}")
         for name, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
@@ -210,18 +215,36 @@ class MRCClient:
             self.stats,
             None if local_cache is None else (local_cache, local_cache_ttl),
         )
-        self._fail_open = fail_open
-        self._breaker = Breaker(breaker_cooldown, fail_open)
-        self._lock_timeout = lock_timeout
+        self._guard = Guard(
+            Breaker(breaker_cooldown, fail_open),
+            self.stats,
+            fail_open,
+            self._redis.drop_connections,
+        )
         self._local_cache = local_cache is not None
-        self._in_flight: dict[str, asyncio.Future[tuple[Any, bytes | None]]] = {}
+        self._flights = Flights(
+            self._redis,
+            self._guard,
+            self.stats,
+            max_fills=max_fills or FILLS_PER_CONNECTION * self._pool_size(),
+            lock_timeout=lock_timeout,
+            max_entry_bytes=max_entry_bytes,
+        )
         self._decodes = Decodes(_SHARED_DECODES_BUDGET, _SHARED_DECODE_MAX)
-        self._waiting: dict[asyncio.Future[Any], int] = {}  # callers awaiting each fill
         self._closing = False
         self._close_grace = DEFAULT_CLOSE_GRACE
         self._max_packet: int | None = None  # the server's max_allowed_packet, once read
 
     # -- MySQL ---------------------------------------------------------------------------
+
+    def _pool_size(self) -> int:
+        """The MySQL pool's connection limit (a borrowed pool's own, when it says)."""
+        size = (
+            getattr(self._pool.current, "maxsize", None)
+            if isinstance(self._pool, Borrowed)
+            else None
+        )
+        return size if type(size) is int and size > 0 else self._mysql_settings.pool_size
 
     def get_mysql_pool(self) -> Any:
         """The MySQL connection pool, for queries outside the cache.
@@ -454,14 +477,14 @@ class MRCClient:
         """The cached value, or `fn()`'s (None: the query `query` with `params`)."""
         key, unambiguous = build_checked_key(query, params, param_names)
         _check_ttl(ttl)
-        if unambiguous and (not self._in_flight or self._flight(key) is None):
-            if self._local_cache or self._breaker.is_open:
+        if unambiguous and (not self._flights or self._flights.running(key) is None):
+            if self._local_cache or self._guard.breaker.is_open:
                 cached = await self._read(key)
             else:  # _read's last step, inlined: one coroutine frame fewer on every hit
                 try:
                     raw = await self._redis.request(key)
                 except CacheError as exc:
-                    raw = await self._cache_failed(exc, None)
+                    raw = await self._guard.failed(exc, None)
                 cached = self._take(key, raw)
             if cached is not _MISSING:
                 return cached
@@ -471,26 +494,7 @@ class MRCClient:
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
-        return await self._miss(key, fn, ttl, json_shaped)
-
-    async def _miss(
-        self, key: str, fn: Callable[[], Awaitable[Any]], ttl: int, json_shaped: bool
-    ) -> Any:
-        """Join the fill of `key` running in this loop, or start one."""
-        flight = self._flight(key)
-        if flight is not None:
-            self.stats.joins += 1
-            value, payload = await self._join(flight)
-            # a copy of its own: callers must not share one mutable result
-            return value if payload is None else decode(payload)
-        if self._closing:
-            raise ClientClosedError("the client is closing")
-        # The fill runs as its own task: a cancelled caller must not cancel the others.
-        task = asyncio.ensure_future(self._fill(key, fn, _ttl_with_jitter(ttl), json_shaped))
-        self._in_flight[key] = task
-        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        value, _ = await self._join(task)
-        return value
+        return await self._flights.miss(key, fn, _ttl_with_jitter(ttl), json_shaped)
 
     async def query_many_with_cache(
         self,
@@ -552,14 +556,14 @@ class MRCClient:
             self.stats.bypasses += 1
             fills.append(([index], None))  # uncached
         if fills:
-            slots = asyncio.Semaphore(_BATCH_FILLS)
-
-            async def fill(at: list[int], key: str | None) -> None:
-                async with slots:
-                    text, params = items[at[0]][0], params_list[at[0]]
-                    await self._fill_into(results, at, self._sql(text, params), key, ttl)
-
-            await asyncio.gather(*(fill(at, key) for at, key in fills))
+            await asyncio.gather(
+                *(
+                    self._fill_into(
+                        results, at, self._sql(items[at[0]][0], params_list[at[0]]), key, ttl
+                    )
+                    for at, key in fills
+                )
+            )
         return results
 
     async def _fill_into(
@@ -575,7 +579,7 @@ class MRCClient:
         if key is None:
             value = await self._compute(run, True)
         else:
-            value = await self._miss(key, run, ttl, True)
+            value = await self._flights.miss(key, run, _ttl_with_jitter(ttl), True)
         results[at[0]] = value
         for index in at[1:]:
             results[index] = copy.deepcopy(value)
@@ -599,7 +603,7 @@ class MRCClient:
         if not remote:
             return values, [None] * len(keys)
         absent: list[bytes | None] = [None] * len(remote)
-        raws = await self._cache_op(self._redis.request_many(remote), absent)
+        raws = await self._guard.op(self._redis.request_many(remote), absent)
         value_of = self._decodes.value
         fetched: list[Any] = []
         hits = 0
@@ -625,135 +629,9 @@ class MRCClient:
         merged_raws = [next(new_raws) if value is _MISSING else None for value in values]
         return merged, merged_raws
 
-    async def _join(self, flight: asyncio.Future[tuple[Any, bytes | None]]) -> Any:
-        """Await a fill with the other callers; the last one to give up cancels it."""
-        waiting = self._waiting
-        waiting[flight] = waiting.get(flight, 0) + 1
-        try:
-            return await asyncio.shield(flight)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and not task.cancelling() and flight.cancelled():
-                raise ClientClosedError("the client was closed while this call ran") from None
-            if waiting[flight] == 1:
-                flight.cancel()  # nobody wants its result: free its connection
-            raise
-        finally:
-            if waiting[flight] == 1:
-                del waiting[flight]
-            else:
-                waiting[flight] -= 1
-
-    def _flight(self, key: str) -> asyncio.Future[tuple[Any, bytes | None]] | None:
-        """The running fill for `key` in this event loop, if any."""
-        flight = self._in_flight.get(key)
-        if flight is not None and flight.get_loop() is not asyncio.get_running_loop():
-            return None  # left over from an earlier loop: never awaited from this one
-        return flight
-
-    async def _fill(
-        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
-    ) -> tuple[Any, bytes | None]:
-        """Compute the value for `key` and store it unless an invalidation overtook it.
-
-        Before `fn` runs, the fill marker is set (and, with lock_timeout, the lock taken;
-        another holder's entry is awaited instead). Returns the value and its encoded
-        payload, from which joiners decode their copies.
-        """
-        token = secrets.token_bytes(16)
-        unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
-        lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
-        seen = await self._cache_op(self._redis.begin_fill(key, token, lock_ms), unmarked)
-        if seen is None:  # another process holds the lock
-            waited = await self._wait_for_entry(key)
-            if waited is not None:
-                self.stats.lock_waits += 1
-                return waited
-            seen = await self._cache_op(self._redis.begin_fill(key, token, None), unmarked)
-        try:
-            result = await fn()
-            payload = encode_rows(result) if json_shaped else encode(result)
-        except BaseException:
-            if seen is not unmarked:
-                await self._cache_op(self._redis.commit_fill(key, token, None, expiry, []), False)
-            raise
-        value = result if json_shaped else decode(payload)
-        if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
-            self._oversized(key, len(payload))
-            if seen is not unmarked:
-                await self._cache_op(self._redis.commit_fill(key, token, None, expiry, []), False)
-        elif seen is not unmarked and not await self._cache_op(
-            self._redis.commit_fill(key, token, payload, expiry, seen or []), True
-        ):
-            self.stats.refused += 1
-            logger.debug("not caching %s: an invalidation or a newer fill overtook it", key)
-        return value, payload
-
-    def _oversized(self, key: str, size: int) -> None:
-        self.stats.oversized += 1
-        level = logging.DEBUG if self.stats.oversized > 1 else logging.INFO
-        logger.log(
-            level,
-            "not caching %s: its %d bytes of JSON pass max_entry_bytes (%d); "
-            "further ones are logged at DEBUG",
-            key,
-            size,
-            self._max_entry_bytes,
-        )
-
-    async def _wait_for_entry(self, key: str) -> tuple[Any, bytes] | None:
-        """Poll for another process's entry for up to lock_timeout: (value, bytes), or None."""
-        assert self._lock_timeout is not None
-        deadline = time.monotonic() + self._lock_timeout
-        while time.monotonic() < deadline:
-            await asyncio.sleep(min(_LOCK_POLL, max(0.0, deadline - time.monotonic())))
-            raw = await self._cache_op(self._redis.get(key), None)
-            if raw:
-                try:
-                    return decode(raw), raw
-                except ValueError:
-                    continue  # not a usable entry: keep waiting, then compute
-        return None
-
     async def _compute(self, fn: Callable[[], Awaitable[Any]], json_shaped: bool) -> Any:
         result = await fn()
         return result if json_shaped else decode(encode(result))
-
-    async def _cache_op[T](self, op: Awaitable[T], fallback: T) -> T:
-        """Run a Redis call through the breaker; failing open, return `fallback` on failure.
-
-        Raises:
-            CacheError: a failure (or an open breaker) with `fail_open=False`.
-        """
-        if not self._breaker.allow():
-            self.stats.skipped += 1
-            if isinstance(op, Coroutine):
-                op.close()
-            if self._fail_open:
-                return fallback
-            raise BreakerOpen("Redis is unavailable: circuit breaker open")
-        try:
-            value = await op
-        except CacheError as exc:
-            return await self._cache_failed(exc, fallback)
-        self._breaker.success()
-        return value
-
-    async def _cache_failed[T](self, exc: CacheError, fallback: T) -> T:
-        """Count a Redis failure; open the breaker if Redis is unreachable; fail open or raise."""
-        if isinstance(exc, BreakerOpen):  # Redis was not asked
-            self.stats.skipped += 1
-        elif isinstance(exc, CacheUnavailableError):
-            self.stats.errors += 1
-            self._breaker.failure(exc)
-            await self._redis.drop_connections()  # none of them may be reused after this
-        else:
-            self.stats.errors += 1
-            if self._fail_open:
-                logger.warning("Redis error, served without the cache: %s", exc)
-        if not self._fail_open:
-            raise exc
-        return fallback
 
     async def _read(self, key: str) -> Any:
         """The decoded entry at `key`, or _MISSING (on a miss, or failing open)."""
@@ -764,12 +642,12 @@ class MRCClient:
                 self.stats.hits += 1
                 logger.debug("cache hit %s (local)", key)
                 return local
-        if self._breaker.is_open:
-            return self._take(key, await self._cache_op(self._redis.get(key), None))
+        if self._guard.breaker.is_open:
+            return self._take(key, await self._guard.op(self._redis.get(key), None))
         try:
             raw = await self._redis.request(key)
         except CacheError as exc:
-            raw = await self._cache_failed(exc, None)
+            raw = await self._guard.failed(exc, None)
         return self._take(key, raw)
 
     def _take(self, key: str, raw: bytes | None) -> Any:
@@ -792,7 +670,7 @@ class MRCClient:
         return _MISSING
 
     async def _write(self, key: str, payload: bytes, expiry: int) -> None:
-        await self._cache_op(self._redis.set(key, payload, expiry), None)
+        await self._guard.op(self._redis.set(key, payload, expiry), None)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -822,12 +700,7 @@ class MRCClient:
             pool = self._pool.current
             if isinstance(pool, Pool):
                 pool.close()
-            fills = [f for f in self._in_flight.values() if f.get_loop() is loop]
-            if fills:
-                _, late = await asyncio.wait(fills, timeout=grace)
-                for fill in late:
-                    fill.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
+            await self._flights.close(grace)
             self._close_grace = max(0.0, deadline - loop.time())
             await self._pool.close()
             await self._redis.close()

@@ -1,11 +1,14 @@
-"""A circuit breaker for Redis: after a failure, skip Redis until a cool-down passes."""
+"""A circuit breaker for Redis (after an outage, skip Redis until a cool-down passes),
+and the guard every cache-path Redis call goes through."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 
-from .._errors import CacheUnavailableError
+from .._errors import CacheError, CacheUnavailableError
+from .._stats import CacheStats
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -58,3 +61,61 @@ class Breaker:
             self._outage = False
             self._open_until = 0.0
             logger.warning("Redis is reachable again: cache back in use")
+
+
+class Guard:
+    """Redis calls through the breaker: each failure counted, the breaker opened by an
+    outage, and, failing open, a fallback returned in place of the error.
+
+    `on_outage` runs after an outage-class failure (the pooled connections are dropped:
+    none of them may be reused after it).
+    """
+
+    def __init__(
+        self,
+        breaker: Breaker,
+        stats: CacheStats,
+        fail_open: bool,
+        on_outage: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.breaker = breaker
+        self.fail_open = fail_open
+        self._stats = stats
+        self._on_outage = on_outage
+
+    async def op[T](self, op: Awaitable[T], fallback: T) -> T:
+        """Await the Redis call `op`; failing open, `fallback` if it fails or the breaker
+        is open.
+
+        Raises:
+            CacheError: a failure (or an open breaker) with `fail_open=False`.
+        """
+        if not self.breaker.allow():
+            self._stats.skipped += 1
+            if isinstance(op, Coroutine):
+                op.close()
+            if self.fail_open:
+                return fallback
+            raise BreakerOpen("Redis is unavailable: circuit breaker open")
+        try:
+            value = await op
+        except CacheError as exc:
+            return await self.failed(exc, fallback)
+        self.breaker.success()
+        return value
+
+    async def failed[T](self, exc: CacheError, fallback: T) -> T:
+        """Count a Redis failure; open the breaker if Redis is unreachable; fail open or raise."""
+        if isinstance(exc, BreakerOpen):  # Redis was not asked
+            self._stats.skipped += 1
+        elif isinstance(exc, CacheUnavailableError):
+            self._stats.errors += 1
+            self.breaker.failure(exc)
+            await self._on_outage()
+        else:
+            self._stats.errors += 1
+            if self.fail_open:
+                logger.warning("Redis error, served without the cache: %s", exc)
+        if not self.fail_open:
+            raise exc
+        return fallback

@@ -1,10 +1,12 @@
 """Fills that an invalidation overtakes are not stored.
 
-A fill (a miss computing its entry) sets a marker `<key>:fill` holding its own token
-before its query runs, and stores the entry only if the marker still holds that token,
-in the same script that removes it. An invalidation deletes the markers of the keys it
+A fill (a miss computing its entry) adds its own token to the key's marker `<key>:fill`,
+a set, before its query runs, and stores the entry only if its token is still there, in
+the same script that removes it. An invalidation deletes the markers of the keys it
 matches (Node's `dropOutdatedCache` does too: it deletes every key containing
-`Name=value`), so a fill that read its rows before the invalidation finds its marker gone.
+`Name=value`), so a fill that read its rows before the invalidation finds its token
+gone. Fills of one key in several processes each add their own token and so never
+refuse each other: each stores, and the later one wins.
 
 A SCAN can miss a key written while it runs, so a fill that stored its entry during a
 long invalidation scan, behind the scan's cursor, would escape. `MRCServer` therefore
@@ -14,8 +16,8 @@ of every token its key could be invalidated by when it sets its marker, and stor
 nothing if one changed. A fill that stores after the scan ended needs no stamp: the scan
 deleted its marker.
 
-A marker expires after FILL_WINDOW (a fill still running then is not stored), a stamp
-STAMP_TTL after its scan. Nothing ever waits on a marker: a later fill writes its own.
+A marker expires FILL_WINDOW after the latest fill of its key began (a fill still running
+then is not stored), a stamp STAMP_TTL after its scan. Nothing ever waits on a marker.
 """
 
 from __future__ import annotations
@@ -37,19 +39,28 @@ if ARGV[3] ~= '' and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]
     and redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return false  -- held by another (ours already when this is a retry on a new connection)
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if type(redis.pcall('SADD', KEYS[1], ARGV[1])) == 'table' then
+  redis.call('DEL', KEYS[1])  -- not a set: nobody's token can be in it
+  redis.call('SADD', KEYS[1], ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local seen = {}
 for i = 3, #KEYS do seen[#seen + 1] = redis.call('GET', KEYS[i]) or '' end
 return seen
 """
 
 # KEYS: entry, marker, lock, stamps...; ARGV: token, payload, expiry s ('' to store
-# nothing), stamps as BEGIN saw them. Releases our marker and lock; returns 1 if stored.
+# nothing), stamps as BEGIN saw them. Releases our token and lock; returns 1 if stored.
+# A token already gone is an invalidation, or a retry whose first attempt stored: then
+# the entry holds our payload.
 COMMIT = """
-local ours = redis.call('GET', KEYS[2]) == ARGV[1]
-if ours then redis.call('DEL', KEYS[2]) end
+local ours = redis.pcall('SREM', KEYS[2], ARGV[1]) == 1
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
-if not ours or ARGV[3] == '' then return 0 end
+if ARGV[3] == '' then return 0 end
+if not ours then
+  if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end
+  return 0
+end
 for i = 4, #KEYS do
   if (redis.call('GET', KEYS[i]) or '') ~= ARGV[i] then return 0 end
 end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -17,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from .._errors import CacheError, CacheUnavailableError, ConfigError
+from .._errors import CacheError, CacheUnavailableError, ConfigError, MRCError
 from .._node.jsvalue import utf8
 from .._stats import CacheStats
 from .._support.loopbound import Borrowed, LoopBound
@@ -35,6 +36,7 @@ from .fills import (
 from .local import ABSENT, LocalCache
 from .pool import DEFAULT_MAX_CONNECTIONS, share_tls_context, waiting_pool
 from .reader import ClusterReader, CoalescingReader
+from .writer import PipelinedWriter
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -59,14 +61,17 @@ _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
 # redis-py refusing a command because its pool has max_connections in use (older
 # versions have no such error: their pools had no limit)
 _POOL_FULL = getattr(redis.exceptions, "MaxConnectionsError", ())
-LARGE_WRITE = 2**20  # bytes
 _SHA1 = {source: hashlib.sha1(source.encode()).hexdigest() for source in (BEGIN, COMMIT, _RELEASE)}
 
 
 def translate(exc: BaseException, action: str = "GET") -> BaseException:
-    """redis-py's error (or a socket error) as CacheError or, when Redis cannot be reached
-    at all, CacheUnavailableError; any other exception as it is."""
+    """What a failed Redis call raises: redis-py's error (or a socket error) as CacheError
+    or, when Redis cannot be reached at all, CacheUnavailableError. Anything else that
+    redis-py lets out (a TypeError from deep in its connect path, say) is a failure of
+    Redis's client library: CacheUnavailableError too. Our own errors stay as they are."""
     error: CacheError
+    if isinstance(exc, MRCError | asyncio.CancelledError):
+        return exc
     if isinstance(exc, _POOL_FULL):  # the client's limit, not Redis failing: no breaker
         error = CacheError(f"Redis {action} failed: {exc} (the client's pool is full)")
     elif isinstance(exc, _UNREACHABLE):
@@ -74,24 +79,20 @@ def translate(exc: BaseException, action: str = "GET") -> BaseException:
     elif isinstance(exc, redis.exceptions.RedisError):
         error = CacheError(f"Redis {action} failed: {exc}")
     else:
-        return exc
+        error = CacheUnavailableError(f"Redis {action} failed in redis-py: {exc!r}")
     error.__cause__ = exc
     return error
 
 
 @contextmanager
-def redis_errors(action: str, size: int = 0) -> Iterator[None]:
-    """Re-raise redis-py's errors as `translate` gives them.
-
-    A write of `size` bytes past LARGE_WRITE that times out is a CacheError, not an
-    outage: sending it may simply take longer than the timeout.
-    """
+def redis_errors(action: str) -> Iterator[None]:
+    """Re-raise whatever a Redis call raises as `translate` gives it."""
     try:
         yield
-    except _FAILURES as exc:
+    except Exception as exc:
         error = translate(exc, action)
-        if size > LARGE_WRITE and isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
-            error = CacheError(f"Redis {action} of {size} bytes timed out: {exc}")
+        if error is exc:
+            raise
         raise error from exc
 
 
@@ -169,9 +170,11 @@ class RedisHolder:
         self, client: aioredis.Redis | aioredis.RedisCluster, sentinel: Sentinel | None = None
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
-            return _Handle(client, ClusterReader(client, translate, self._stats), sentinel)
+            return _Handle(client, ClusterReader(client, translate, self._stats), None, sentinel)
         local = None if self._local_cache is None else LocalCache(*self._local_cache)
-        return _Handle(client, CoalescingReader(client, translate, self._stats, local), sentinel)
+        reader = CoalescingReader(client, translate, self._stats, local)
+        writer = PipelinedWriter(client, lambda exc: translate(exc, "write"))
+        return _Handle(client, reader, writer, sentinel)
 
     def client(self) -> Any:
         return self._bound.get().client
@@ -209,9 +212,14 @@ class RedisHolder:
             local.invalidate([key])
 
     async def set(self, key: str, payload: bytes, expiry: int) -> None:
-        self._forget_locally(utf8(key))
-        with redis_errors("SET", len(payload)):
-            await self.client().set(utf8(key), payload, ex=expiry)
+        raw = utf8(key)
+        self._forget_locally(raw)
+        handle = self._bound.get()
+        with redis_errors("SET"):
+            if handle.writer is None:
+                await handle.client.set(raw, payload, ex=expiry)
+            else:
+                await handle.writer.call("SET", raw, payload, "EX", expiry)
 
     async def drop_connections(self) -> None:
         """Disconnect every pooled connection (after an outage they may all be dead)."""
@@ -233,12 +241,12 @@ class RedisHolder:
         """
         raw = utf8(key)
         stamps = stamps_for(raw)
-        client = self.client()
+        handle = self._bound.get()
         with redis_errors("fill marker"):
-            if isinstance(client, aioredis.RedisCluster):
-                return await _begin_on_cluster(client, raw, stamps, token, lock_ms)
+            if handle.writer is None:
+                return await _begin_on_cluster(handle.client, raw, stamps, token, lock_ms)
             seen = await _script(
-                client,
+                handle.writer,
                 BEGIN,
                 [marker_of(raw), lock_of(raw), *stamps],
                 [token, FILL_WINDOW_MS, "" if lock_ms is None else lock_ms],
@@ -255,12 +263,14 @@ class RedisHolder:
         raw = utf8(key)
         self._forget_locally(raw)
         stamps = stamps_for(raw)
-        client = self.client()
-        with redis_errors("SET", len(payload or b"")):
-            if isinstance(client, aioredis.RedisCluster):
-                return await _commit_on_cluster(client, raw, token, payload, expiry, stamps, seen)
+        handle = self._bound.get()
+        with redis_errors("SET"):
+            if handle.writer is None:
+                return await _commit_on_cluster(
+                    handle.client, raw, token, payload, expiry, stamps, seen
+                )
             stored = await _script(
-                client,
+                handle.writer,
                 COMMIT,
                 [raw, marker_of(raw), lock_of(raw), *stamps],
                 [token, payload or b"", "" if payload is None else expiry, *seen],
@@ -383,12 +393,14 @@ async def _unlink_per_slot(client: aioredis.RedisCluster, keys: list[bytes]) -> 
     return sum(counts)
 
 
-async def _script(client: Any, source: str, keys: list[bytes], args: list[Any]) -> Any:
-    """EVALSHA `source`, loading it on the first NOSCRIPT."""
+async def _script(writer: Any, source: str, keys: list[bytes], args: list[Any]) -> Any:
+    """EVALSHA `source` through `writer` (a PipelinedWriter, or a redis-py client's
+    `execute_command`), loading it on a NOSCRIPT."""
+    call = writer.call if isinstance(writer, PipelinedWriter) else writer.execute_command
     try:
-        return await client.evalsha(_SHA1[source], len(keys), *keys, *args)
+        return await call("EVALSHA", _SHA1[source], len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        return await client.eval(source, len(keys), *keys, *args)
+        return await call("EVAL", source, len(keys), *keys, *args)
 
 
 async def _begin_on_cluster(
@@ -401,7 +413,13 @@ async def _begin_on_cluster(
     """BEGIN on a cluster, where the marker, lock and stamps live in different slots."""
     if lock_ms is not None and not await client.set(lock_of(key), token, nx=True, px=lock_ms):
         return None
-    await client.set(marker_of(key), token, px=FILL_WINDOW_MS)
+    marker = marker_of(key)
+    try:
+        await client.sadd(marker, token)
+    except redis.exceptions.ResponseError:  # not a set (WRONGTYPE): nobody's token is in it
+        await client.delete(marker)
+        await client.sadd(marker, token)
+    await client.pexpire(marker, FILL_WINDOW_MS)
     seen = cast(list[bytes | None], await asyncio.gather(*map(client.get, stamps)))
     return [value or b"" for value in seen]
 
@@ -421,9 +439,17 @@ async def _commit_on_cluster(
     second check, and the marker after it, leaves the entry (see the README).
     """
 
+    marker = marker_of(key)
+
     async def intact() -> bool:
-        now = await asyncio.gather(client.get(marker_of(key)), *map(client.get, stamps))
-        return now[0] == token and [value or b"" for value in now[1:]] == seen
+        try:
+            ours, *now = await asyncio.gather(
+                client.sismember(marker, token),  # type: ignore[arg-type]  # bytes are fine
+                *map(client.get, stamps),
+            )
+        except redis.exceptions.ResponseError:  # the marker is no set (WRONGTYPE)
+            return False
+        return bool(ours) and [value or b"" for value in now] == seen
 
     stored = False
     if payload is not None and await intact():
@@ -431,8 +457,9 @@ async def _commit_on_cluster(
         stored = await intact()
         if not stored:
             await client.delete(key)
-    for held in (marker_of(key), lock_of(key)):
-        await _script(client, _RELEASE, [held], [token])
+    with contextlib.suppress(redis.exceptions.ResponseError):
+        await client.srem(marker, token)
+    await _script(client, _RELEASE, [lock_of(key)], [token])
     return stored
 
 
@@ -440,14 +467,18 @@ async def _commit_on_cluster(
 class _Handle:
     client: Any  # aioredis.Redis or aioredis.RedisCluster
     reader: CoalescingReader
+    writer: PipelinedWriter | None  # None on Cluster, whose client routes each key
     sentinel: Sentinel | None = None  # its connections to the sentinels close with us
 
 
 async def _release_reader(handle: _Handle) -> None:
+    """Close the connections the handle opened of its own (the reader's, the writer's)."""
     try:
         await handle.reader.close()
-    except _FAILURES as exc:
-        logger.debug("releasing the read connection failed: %s", exc)
+        if handle.writer is not None:
+            await handle.writer.close()
+    except Exception as exc:
+        logger.debug("releasing the read and write connections failed: %s", exc)
 
 
 async def _close_handle(handle: _Handle) -> None:

@@ -1,17 +1,13 @@
-"""Cache reads over one dedicated redis-py connection, coalesced into MGETs.
+"""Cache reads over one dedicated connection (`channel.py`), coalesced into MGETs.
 
 A read while the connection is idle goes out at once as a GET, from the caller's task.
 Reads that arrive while one is in flight queue (duplicates asked once) and go out
 together as one MGET when it returns. After a batch the next one is sent only once the
 callers its reply woke have run, so callers that wake together ride together instead of
 one going out alone and the rest waiting behind it. No read ever waits for a batch to
-fill.
-
-Using the connection directly skips the pool checkout, retry wrapper and release that
-redis-py's client does per command, and a queued read is a bare future for the caller
-to await. Commands go out packed by hand, and the connection's timeout is enforced by
-one timer per reader instead of the two timeout scopes redis-py opens per command:
-together most of a cache hit's cost.
+fill. A queued read is a bare future for the caller to await, and commands go out
+packed by hand: together with the channel's direct use of its connection, most of a
+cache hit's cost.
 """
 
 from __future__ import annotations
@@ -26,15 +22,12 @@ import redis.exceptions
 from .._errors import CacheUnavailableError
 from .._stats import CacheStats
 from .breaker import BreakerOpen
+from .channel import Channel, abandon
 from .local import LocalCache
-from .replies import Replies, usable
 
 logger = logging.getLogger("mysql_redis_cache")
 
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
-# A connection the server closed or reset (restart, CLIENT KILL, idle timeout): the
-# command may be sent again on a new one. Timeouts are not among them.
-DEAD_CONNECTION = (redis.exceptions.ConnectionError, ConnectionError)
 
 type Waiters = dict[bytes, list[asyncio.Future[bytes | None]]]
 
@@ -59,15 +52,9 @@ class CoalescingReader:
         self.local = local  # filled from this connection's reads, emptied by its listener
         self._listener: asyncio.Task[None] | None = None
         self._listener_id = 0
-        self._conn: Any = None  # the read connection, opened by the first read
-        self._writer: asyncio.StreamWriter | None = None  # its stream, when writable directly
-        self._replies: Replies | None = None  # its replies, when parsed as they arrive
-        self._timeout: float | None = None  # the longest a request may take, from its settings
-        self._started: float | None = None  # loop time the request in flight began
-        self._arrived = 0.0  # loop time bytes last arrived on the read connection
-        self._reading: asyncio.Task[Any] | None = None  # the task waiting for that request
-        self._watch: asyncio.TimerHandle | None = None  # checks the request in flight
-        self._expired: asyncio.Task[Any] | None = None  # cancelled by the timer, not its caller
+        # the read connection, opened by the first read; with a local cache, tracking is
+        # turned on before each read that finds it off, and ends with the connection
+        self.channel = Channel(client, self._prepare if local is not None else None, self._lost)
         self._queue: Waiters = {}
         self._pending = False  # a flush is scheduled or a batch is in flight
         self._behind_failure = False  # the read just done failed: fail the queued ones too
@@ -187,7 +174,7 @@ class CoalescingReader:
         return values
 
     async def _fetch_one(self, key: bytes) -> bytes | None:
-        value: bytes | None = await self._call(
+        value: bytes | None = await self.channel.call(
             b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(key), key)
         )
         return value
@@ -195,7 +182,7 @@ class CoalescingReader:
     async def _fetch_many(self, keys: list[bytes]) -> list[bytes | None]:
         parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
         parts += [b"$%d\r\n%b\r\n" % (len(key), key) for key in keys]
-        values: list[bytes | None] = await self._call(b"".join(parts))
+        values: list[bytes | None] = await self.channel.call(b"".join(parts))
         return values
 
     async def _fetch_with_ttls(self, keys: list[bytes]) -> tuple[list[bytes | None], list[int]]:
@@ -206,153 +193,18 @@ class CoalescingReader:
             parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
         parts += [b"$%d\r\n%b\r\n" % (len(key), key) for key in keys]
         parts += [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n" % (len(key), key) for key in keys]
-        replies = await self._call(b"".join(parts), 1 + len(keys))
+        replies = await self.channel.call(b"".join(parts), 1 + len(keys))
         values = [replies[0]] if len(keys) == 1 else replies[0]
         return values, replies[1:]
 
-    async def _call(self, command: bytes, replies: int = 1) -> Any:
-        """Send packed commands and read their reply (a list of `replies` if more than one),
-        within the connection's timeout; once more on a new connection if the one they
-        went out on was found dead (reads are safe to repeat)."""
-        task = asyncio.current_task()
-        may_retry = self._conn is not None
-        while True:
-            conn = self._conn
-            if conn is None:
-                self._timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
-            if self._timeout is not None:
-                self._arm(task)
-            try:
-                if conn is None:
-                    # no per-command timeout on this connection: _arm's timer enforces it,
-                    # where redis-py's two timeout scopes per command cost more than the GET
-                    conn = self._conn = await self._open(socket_timeout=None)
-                    self._writer = _plain_writer(conn)
-                    self._replies = self._note_arrivals(conn)
-                if self.local is not None and not self.local.active:
-                    await self._track(conn)
-                return await self._exchange(conn, command, replies)
-            except BaseException as exc:
-                self._started = None  # the request is over: its clean-up is not timed
-                # a reply may be left unread (a cancellation, a timeout): never reuse it
-                self._conn = self._writer = self._replies = None
-                if self.local is not None:
-                    self.local.deactivate()  # its tracking ends with the connection
-                timed_out = self._expired is task and isinstance(exc, asyncio.CancelledError)
-                if timed_out:
-                    self._expired = None
-                    timed_out = task is not None and task.uncancel() == 0
-                if conn is not None:
-                    await asyncio.shield(conn.disconnect())
-                if timed_out:
-                    raise TimeoutError(f"Redis did not answer within {self._timeout} s") from None
-                if may_retry and isinstance(exc, DEAD_CONNECTION):
-                    may_retry = False
-                    logger.debug("Redis read connection was dead (%s): reading on a new one", exc)
-                    continue
-                raise
-            finally:
-                self._started = self._reading = None
-
-    async def _exchange(self, conn: Any, command: bytes, replies: int) -> Any:
-        """Send the packed `command` on `conn` and read its reply (a list of `replies` if
-        more than one)."""
-        writer, parsed = self._writer, self._replies
-        if parsed is not None:
-            assert writer is not None
-            replied = parsed.expect(replies)
-            writer.write(command)
-            if writer.transport.get_write_buffer_size():
-                await writer.drain()
-            return await replied
-        if writer is None:
-            await conn.send_packed_command(command)
-        else:
-            writer.write(command)
-            await writer.drain()
-        if replies == 1:
-            return await conn.read_response()
-        return [await conn.read_response() for _ in range(replies)]
-
-    def _arm(self, task: asyncio.Task[Any] | None) -> None:
-        """Note when the request starts; one timer, re-armed as it goes, checks them all."""
-        loop = asyncio.get_running_loop()
-        self._started = loop.time()
-        self._reading = task
-        if self._watch is None:
-            assert self._timeout is not None
-            self._watch = loop.call_at(self._started + self._timeout, self._expire)
-
-    def _note_arrivals(self, conn: Any) -> Replies | None:
-        """Watch what arrives on `conn`: bytes (the timeout bounds silence, not a long
-        reply), and its end (the local cache stops at once: tracking ended with it).
-
-        Returns the Replies its bytes are parsed into from now on, when that is possible
-        (else redis-py reads them, and None).
-        """
-        reader = getattr(conn, "_reader", None)
-        if type(reader) is not asyncio.StreamReader:
-            return None  # redis-py's internals changed: the timeout bounds the whole request
-        loop = asyncio.get_running_loop()
-        feed_eof, set_exception = reader.feed_eof, reader.set_exception
-        feed_data: Callable[[bytes], None] = reader.feed_data
-        replies = None
-        if self._writer is not None and usable(conn):
-            replies = Replies(type(conn._parser).parse_error)
-            feed_data = replies.feed
-
-        def on_data(data: bytes) -> None:
-            self._arrived = loop.time()
-            feed_data(data)
-
-        def on_eof() -> None:
-            self._lost(conn)
-            if replies is not None:
-                replies.end(redis.exceptions.ConnectionError("Connection closed by server."))
-            feed_eof()
-
-        def on_exception(exc: Exception) -> None:
-            self._lost(conn)
-            if replies is not None:
-                replies.end(exc)
-            set_exception(exc)
-
-        # instance attributes of this one reader: asyncio's protocol calls them
-        reader.feed_data = on_data  # type: ignore[method-assign,assignment]
-        reader.feed_eof = on_eof  # type: ignore[method-assign]
-        reader.set_exception = on_exception  # type: ignore[method-assign]
-        return replies
-
-    def _lost(self, conn: Any) -> None:
+    def _lost(self) -> None:
         """The read connection closed, even while idle: its tracking ended with it."""
-        if conn is self._conn and self.local is not None:
+        if self.local is not None:
             self.local.deactivate()
 
-    def _expire(self) -> None:
-        """Cancel the request in flight if Redis has been silent for the timeout (nothing
-        since it was sent, or since its last bytes arrived); else check again later."""
-        self._watch = None
-        started, task, timeout = self._started, self._reading, self._timeout
-        if started is None or task is None or timeout is None:
-            return  # idle: the next request arms the timer again
-        started = max(started, self._arrived)
-        loop = task.get_loop()
-        if loop.time() < started + timeout:
-            self._watch = loop.call_at(started + timeout, self._expire)
-            return
-        self._expired = task
-        task.cancel()
-
-    async def _open(self, **overrides: Any) -> Any:
-        """A new connection with the client's settings, `overrides` applied."""
-        pool = self._client.connection_pool
-        conn = pool.connection_class(**{**pool.connection_kwargs, **overrides})
-        try:
-            await conn.connect()
-        except BaseException:
-            await conn.disconnect()
-            raise
-        return conn
+    async def _prepare(self, conn: Any) -> None:
+        if self.local is not None and not self.local.active:
+            await self._track(conn)
 
     async def _track(self, conn: Any) -> None:
         """Have Redis report changes to keys read on `conn`, then use the local cache."""
@@ -360,7 +212,7 @@ class CoalescingReader:
         listener_id = await self._listen()
         command = b"".join(conn.pack_command("CLIENT", "TRACKING", "ON", "REDIRECT", listener_id))
         try:
-            await self._exchange(conn, command, 1)
+            await self.channel.exchange(conn, command, 1, False)
         except redis.exceptions.ResponseError as exc:  # before Redis 6, or refused
             logger.warning("local cache off: Redis refused CLIENT TRACKING: %s", exc)
             self.local = None
@@ -373,14 +225,16 @@ class CoalescingReader:
             return self._listener_id
         # RESP2, where published messages are plain replies to read (RESP3 would make them
         # pushes that redis-py hands elsewhere), and no timeout: it waits for messages.
-        conn = await self._open(protocol=2, socket_timeout=None)
+        conn = await self.channel.connect(
+            protocol=2, socket_timeout=None, socket_connect_timeout=None
+        )
         try:
             await conn.send_command("CLIENT", "ID")
             listener_id = int(await conn.read_response())
             await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
             await conn.read_response()
         except BaseException:
-            await conn.disconnect()
+            await asyncio.shield(abandon(conn))
             raise
         self._listener_id = listener_id
         self._listener = asyncio.get_running_loop().create_task(self._receive(conn))
@@ -401,30 +255,11 @@ class CoalescingReader:
             await conn.disconnect()
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-        if conn is not None:
-            await conn.disconnect()
-
-
-def _plain_writer(conn: Any) -> asyncio.StreamWriter | None:
-    """The stream under a redis-py connection, if commands may be written to it directly.
-
-    send_packed_command() writes a list through writelines(), which asyncio sends with
-    sendmsg() and extra bookkeeping: ~10 us more per GET than one write(). Not when
-    redis-py must ping the connection first (health_check_interval), or if its
-    internals change.
-    """
-    writer = getattr(conn, "_writer", None)
-    if type(writer) is not asyncio.StreamWriter or conn.health_check_interval:
-        return None
-    return writer
+        await self.channel.close()
 
 
 class ClusterReader(CoalescingReader):

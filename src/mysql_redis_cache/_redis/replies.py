@@ -40,11 +40,11 @@ class Replies:
     """The replies to one connection's requests, parsed from its bytes by `feed`.
 
     `expect(n)` before sending a request: its future gets the reply (a list of `n` for
-    more than one), or the error Redis replied, or ConnectionError if the connection
-    ends first or sends what is not RESP.
+    more than one), or the error Redis replied (`inline_errors`: errors stay in the
+    list), or ConnectionError if the connection ends first or sends what is not RESP.
     """
 
-    __slots__ = ("_count", "_got", "_parser", "_waiting", "lost")
+    __slots__ = ("_count", "_got", "_inline", "_parser", "_waiting", "lost")
 
     def __init__(self, parse_error: Callable[[str], Exception]) -> None:
         assert hiredis is not None
@@ -55,11 +55,13 @@ class Replies:
         )
         self._waiting: asyncio.Future[Any] | None = None
         self._count = 0
+        self._inline = False
         self._got: list[Any] = []
         self.lost: BaseException | None = None  # why the connection ended, once it has
 
-    def expect(self, count: int = 1) -> asyncio.Future[Any]:
-        """The future of the next request's reply, or `count` replies as a list."""
+    def expect(self, count: int = 1, inline_errors: bool = False) -> asyncio.Future[Any]:
+        """The future of the next request's reply, or `count` replies as a list (error
+        replies in it as exceptions with `inline_errors`, else raised)."""
         if self.lost is not None:
             raise redis.exceptions.ConnectionError(f"Redis connection lost: {self.lost}")
         if self._waiting is not None and not self._waiting.done():
@@ -67,6 +69,7 @@ class Replies:
             raise redis.exceptions.ConnectionError("a reply is still awaited on this connection")
         self._waiting = asyncio.get_running_loop().create_future()
         self._count = count
+        self._inline = inline_errors
         self._got = []
         return self._waiting
 
@@ -91,12 +94,14 @@ class Replies:
                 # requests, so the connection must not be used again
                 self.end(redis.exceptions.ConnectionError("Redis sent an unrequested reply"))
                 return
-            if self._count > 1:
+            if self._count > 1 or self._inline:
                 self._got.append(reply)
                 if len(self._got) < self._count:
                     continue
                 result: Any = self._got
-                error = next((r for r in result if isinstance(r, Exception)), None)
+                error = None
+                if not self._inline:
+                    error = next((r for r in result if isinstance(r, Exception)), None)
             else:
                 result = reply
                 error = reply if isinstance(reply, Exception) else None

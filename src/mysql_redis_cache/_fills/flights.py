@@ -1,0 +1,196 @@
+"""Fills: one per key per event loop, admitted a bounded number at a time, stored only
+if no invalidation overtook them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._errors import ClientClosedError
+from .._node.json import decode, encode, encode_rows
+from .._redis.breaker import Guard
+from .._redis.holder import RedisHolder
+from .._stats import CacheStats
+from .admission import Admission
+
+logger = logging.getLogger("mysql_redis_cache")
+
+_LOCK_POLL = 0.05  # seconds between checks for another process's result
+
+type Flight = asyncio.Future[tuple[Any, bytes | None]]
+
+
+class Flights:
+    """The fills of one client.
+
+    A miss joins the fill of its key already running in this event loop, or starts one.
+    A fill waits its turn for admission (at most `max_fills` run at once), sets the fill
+    marker (and, with `lock_timeout`, takes the cross-process lock or awaits another
+    holder's entry), runs its function, and stores the result unless an invalidation
+    overtook it or it passes `max_entry_bytes`.
+    """
+
+    def __init__(
+        self,
+        redis: RedisHolder,
+        guard: Guard,
+        stats: CacheStats,
+        *,
+        max_fills: int,
+        lock_timeout: float | None,
+        max_entry_bytes: int | None,
+    ) -> None:
+        self._redis = redis
+        self._guard = guard
+        self._stats = stats
+        self._lock_timeout = lock_timeout
+        self._max_entry_bytes = max_entry_bytes
+        self.admission = Admission(max_fills)
+        self._in_flight: dict[str, Flight] = {}
+        self._waiting: dict[Flight, int] = {}  # callers awaiting each fill
+        self.closing = False
+
+    def __bool__(self) -> bool:
+        """Whether any fill is running (in any loop): a hit may skip looking for one."""
+        return bool(self._in_flight)
+
+    def running(self, key: str) -> Flight | None:
+        """The running fill for `key` in this event loop, if any."""
+        flight = self._in_flight.get(key)
+        if flight is not None and flight.get_loop() is not asyncio.get_running_loop():
+            return None  # left over from an earlier loop: never awaited from this one
+        return flight
+
+    async def miss(
+        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> Any:
+        """Join the fill of `key` running in this loop, or start one; its value.
+
+        `expiry` is the entry's TTL in seconds, jitter applied; `json_shaped` says `fn`'s
+        result is in its cached shape already (rows), else it is encoded and decoded.
+        """
+        flight = self.running(key)
+        if flight is not None:
+            self._stats.joins += 1
+            value, payload = await self._join(flight)
+            # a copy of its own: callers must not share one mutable result
+            return value if payload is None else decode(payload)
+        if self.closing:
+            raise ClientClosedError("the client is closing")
+        # The fill runs as its own task: a cancelled caller must not cancel the others.
+        task = asyncio.ensure_future(self._fill(key, fn, expiry, json_shaped))
+        self._in_flight[key] = task
+        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        value, _ = await self._join(task)
+        return value
+
+    async def _join(self, flight: Flight) -> Any:
+        """Await a fill with the other callers; the last one to give up cancels it."""
+        waiting = self._waiting
+        waiting[flight] = waiting.get(flight, 0) + 1
+        try:
+            return await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and not task.cancelling() and flight.cancelled():
+                raise ClientClosedError("the client was closed while this call ran") from None
+            if waiting[flight] == 1:
+                flight.cancel()  # nobody wants its result: free its connection
+            raise
+        finally:
+            if waiting[flight] == 1:
+                del waiting[flight]
+            else:
+                waiting[flight] -= 1
+
+    async def _fill(
+        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> tuple[Any, bytes | None]:
+        """Wait for admission, then compute the value for `key` and store it unless an
+        invalidation overtook it. Returns the value and its encoded payload, from which
+        joiners decode their copies."""
+        async with self.admission:
+            if self.closing:
+                raise ClientClosedError("the client is closing")
+            return await self._run(key, fn, expiry, json_shaped)
+
+    async def _run(
+        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> tuple[Any, bytes | None]:
+        """Set the fill marker (and, with lock_timeout, take the lock, or await another
+        holder's entry instead), run `fn`, and store its result."""
+        op, redis = self._guard.op, self._redis
+        token = secrets.token_bytes(16)
+        unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
+        lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
+        seen = await op(redis.begin_fill(key, token, lock_ms), unmarked)
+        if seen is None:  # another process holds the lock
+            waited = await self._wait_for_entry(key)
+            if waited is not None:
+                self._stats.lock_waits += 1
+                return waited
+            seen = await op(redis.begin_fill(key, token, None), unmarked)
+        try:
+            result = await fn()
+            payload = encode_rows(result) if json_shaped else encode(result)
+        except BaseException:
+            if seen is not unmarked:
+                await op(redis.commit_fill(key, token, None, expiry, []), False)
+            raise
+        value = result if json_shaped else decode(payload)
+        if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
+            self._oversized(key, len(payload))
+            if seen is not unmarked:
+                await op(redis.commit_fill(key, token, None, expiry, []), False)
+        elif seen is not unmarked and not await op(
+            redis.commit_fill(key, token, payload, expiry, seen or []), True
+        ):
+            self._stats.refused += 1
+            logger.debug("not caching %s: an invalidation overtook it", key)
+        return value, payload
+
+    def _oversized(self, key: str, size: int) -> None:
+        self._stats.oversized += 1
+        level = logging.DEBUG if self._stats.oversized > 1 else logging.INFO
+        logger.log(
+            level,
+            "not caching %s: its %d bytes of JSON pass max_entry_bytes (%d); "
+            "further ones are logged at DEBUG",
+            key,
+            size,
+            self._max_entry_bytes,
+        )
+
+    async def _wait_for_entry(self, key: str) -> tuple[Any, bytes] | None:
+        """Poll for another process's entry for up to lock_timeout: (value, bytes), or None."""
+        assert self._lock_timeout is not None
+        deadline = time.monotonic() + self._lock_timeout
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(_LOCK_POLL, max(0.0, deadline - time.monotonic())))
+            raw = await self._guard.op(self._redis.get(key), None)
+            if raw:
+                try:
+                    return decode(raw), raw
+                except ValueError:
+                    continue  # not a usable entry: keep waiting, then compute
+        return None
+
+    async def close(self, grace: float) -> None:
+        """Turn away the fills still waiting for admission, give the running ones `grace`
+        seconds, then cancel them (their callers get ClientClosedError)."""
+        self.closing = True
+        try:
+            self.admission.reject(lambda: ClientClosedError("the client is closing"))
+            loop = asyncio.get_running_loop()
+            fills = [f for f in self._in_flight.values() if f.get_loop() is loop]
+            if fills:
+                _, late = await asyncio.wait(fills, timeout=grace)
+                for fill in late:
+                    fill.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        finally:
+            self.closing = False

@@ -1,0 +1,135 @@
+"""Cache writes (fill markers, stores) pipelined over one dedicated connection.
+
+The write side of what `reader.py` does for reads. A command while the connection is
+idle goes out at once from the caller's task; commands issued while a round trip is in
+flight queue and go out together, pipelined, when it returns. A burst of misses thus
+sets its fill markers and stores its entries in a few round trips instead of one pool
+checkout and round trip each, and, like reads, is timed by Redis's silence
+(`channel.py`), never by the backlog of our own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .._errors import CacheUnavailableError
+from .breaker import BreakerOpen
+from .channel import Channel
+
+type Arg = bytes | str | int
+
+_ENCODED = {str: str.encode, int: lambda n: b"%d" % n}
+
+
+def pack(args: tuple[Arg, ...]) -> bytes:
+    """One command in RESP, its arguments bytes, str (UTF-8) or int."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if type(arg) is bytes else _ENCODED[type(arg)](arg)
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")  # a payload is copied once
+    return b"".join(parts)
+
+
+class PipelinedWriter:
+    """Commands through one connection of `client`'s kind, one round trip in flight.
+
+    A command's error reply is raised to its own caller only. A failure of the round
+    trip (the connection, a timeout) is raised to every caller in it, as `translate`
+    gives it; commands queued behind an outage fail at once instead of waiting out the
+    timeout again.
+    """
+
+    def __init__(self, client: Any, translate: Any) -> None:
+        self.channel = Channel(client)
+        self._translate = translate
+        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._pending = False  # a round trip is in flight or a flush is scheduled
+        self._behind_failure = False
+        self._batch_task: asyncio.Task[None] | None = None
+        self.batches = 0  # round trips made, for tests
+
+    async def call(self, *args: Arg) -> Any:
+        """Send one command and return its reply.
+
+        Raises:
+            redis.exceptions.ResponseError: Redis replied with an error.
+            CacheError: the round trip failed (as `translate` gives it).
+        """
+        command = pack(args)
+        if self._pending:
+            future = asyncio.get_running_loop().create_future()
+            self._queue.append((command, future))
+            return await future
+        self._pending = True
+        try:
+            [reply] = await self._send([command])
+        finally:
+            self._after()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def _send(self, commands: list[bytes]) -> list[Any]:
+        self._behind_failure = False
+        try:
+            packed = commands[0] if len(commands) == 1 else b"".join(commands)
+            replies: list[Any] = await self.channel.call(
+                packed, len(commands), inline_errors=True
+            )
+        except Exception as exc:
+            error = self._translate(exc)
+            self._behind_failure = isinstance(error, CacheUnavailableError)
+            if error is exc:
+                raise
+            raise error from exc
+        self.batches += 1
+        return replies
+
+    def _after(self) -> None:
+        """Send what queued behind the round trip just done, once its callers have run."""
+        if self._queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            self._pending = False
+
+    def _flush(self) -> None:
+        queued = [(command, future) for command, future in self._queue if not future.done()]
+        self._queue = []
+        if not queued:
+            self._pending = False
+            return
+        if self._behind_failure:
+            self._behind_failure = False
+            for _, future in queued:
+                future.set_exception(BreakerOpen("Redis failed the write ahead"))
+            self._pending = False
+            return
+        self._batch_task = asyncio.get_running_loop().create_task(self._run(queued))
+
+    async def _run(self, queued: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._send([command for command, _ in queued])
+        except BaseException as exc:
+            for _, future in queued:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()  # the loop is shutting down: so are its waiters
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (_, future), reply in zip(queued, replies, strict=True):
+                if future.done():
+                    continue
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        finally:
+            self._after()
+
+    async def close(self) -> None:
+        await self.channel.close()
