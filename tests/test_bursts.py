@@ -62,6 +62,7 @@ async def test_tls_bursts_share_one_ssl_context() -> None:
             assert -2 == await client._redis.ttl("absent")  # a command through the pool
             pool = client._redis.client().connection_pool
             handle = client._redis._bound.get()
+            assert handle.writer is not None
             connections = [
                 handle.reader.channel._conn,
                 handle.writer.channel._conn,
@@ -70,7 +71,9 @@ async def test_tls_bursts_share_one_ssl_context() -> None:
             assert 3 == len(connections)
             assert 1 == len({id(conn.ssl_context) for conn in connections})
             assert [{"n": 7}] == await client.read_from_cache(Q, [7], ["N"])
-            assert reader_of(client).channel.replies is not None  # replies over TLS parsed as they arrive
+            assert (
+                reader_of(client).channel.replies is not None
+            )  # replies over TLS parsed as they arrive
         assert_all_cached(client, url, 200)
 
 

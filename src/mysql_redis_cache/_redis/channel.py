@@ -70,7 +70,9 @@ class Channel:
                 silence.timeout = self._client.connection_pool.connection_kwargs.get(
                     "socket_timeout"
                 )
-            silence.start(task, self._unsent)
+            # a connect and its handshake, or a preparation, take several round trips
+            stepped = conn is None or self._prepare is not None
+            silence.start(task, self._unsent, steps=stepped)
             try:
                 if conn is None:
                     # no timeouts of redis-py's own: the silence timer bounds the connect
@@ -82,6 +84,8 @@ class Channel:
                     self.replies = self._note_arrivals(conn)
                 if self._prepare is not None:
                     await self._prepare(conn)
+                if stepped:
+                    silence.start(task, self._unsent)  # the request itself: one step
                 return await self.exchange(conn, command, replies, inline_errors)
             except BaseException as exc:
                 silence.stop()

@@ -34,7 +34,7 @@ from .fills import (
     stamps_for,
 )
 from .local import ABSENT, LocalCache
-from .pool import DEFAULT_MAX_CONNECTIONS, share_tls_context, waiting_pool
+from .pool import DEFAULT_MAX_CONNECTIONS, fit_cluster, fit_pool, waiting_pool
 from .reader import ClusterReader, CoalescingReader
 from .writer import PipelinedWriter
 
@@ -150,13 +150,14 @@ class RedisHolder:
                 sentinel.pop("sentinels"), **sentinel.pop("sentinel_kwargs", {})
             )
             master = manager.master_for(sentinel.pop("service_name"), **self._options, **sentinel)
-            share_tls_context(master.connection_pool)
+            fit_pool(master.connection_pool)
             return self._handle_for(master, manager)
         elif self._cluster:
             if self._url is not None:
                 client = aioredis.RedisCluster.from_url(self._url, **self._options)
             else:
                 client = aioredis.RedisCluster(**self._options)
+            fit_cluster(client)
         else:
             if self._url is not None:
                 client = aioredis.Redis.from_url(self._url, **self._options)

@@ -12,7 +12,8 @@ polled its sockets since the timeout ran out, for the whole timeout:
 - no bytes arrived on the connection (`heard`, called from its data callback);
 - the bytes we had yet to send did not shrink (Redis reads nothing: it is stuck too);
 - the waiting task was blocked on a future not yet done (a connect that completed, or a
-  reply that was parsed, leaves the task runnable: that is progress, not silence).
+  reply that was parsed, leaves the task runnable: that is progress, not silence), and,
+  in a request of several steps (a connect and its handshake), on the same one.
 So a busy loop only delays the verdict; it never produces one.
 """
 
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 _UNKNOWN = object()  # a task type without asyncio's `_fut_waiter`: time and bytes decide
+_FRESH = object()  # no wait of the request seen yet
 
 
 class Silence:
@@ -35,8 +37,10 @@ class Silence:
     __slots__ = (
         "_arrived",
         "_expired",
+        "_seen",
         "_sent",
         "_started",
+        "_steps",
         "_task",
         "_unsent",
         "_watch",
@@ -50,6 +54,8 @@ class Silence:
         self._task: asyncio.Task[Any] | None = None  # the task waiting on the request
         self._unsent: Callable[[], int] | None = None  # bytes we have yet to send
         self._sent = 0  # what _unsent said at the last look
+        self._seen: object = _FRESH  # the future the task waited on at the last look
+        self._steps = False  # the request awaits one future after another
         self._watch: asyncio.TimerHandle | None = None
         self._expired: asyncio.Task[Any] | None = None  # cancelled by the timer, not its caller
 
@@ -58,9 +64,16 @@ class Silence:
         connection's data callback)."""
         self._arrived = now
 
-    async def bound[T](self, request: Awaitable[T], unsent: Callable[[], int] | None = None) -> T:
+    async def bound[T](
+        self,
+        request: Awaitable[T],
+        unsent: Callable[[], int] | None = None,
+        *,
+        steps: bool = False,
+    ) -> T:
         """Await `request` in the current task, raising TimeoutError if Redis stays silent
-        for the timeout. `unsent` gives the bytes still queued to send, if any.
+        for the timeout. `unsent` gives the bytes still queued to send, if any; `steps`
+        says the request is several round trips (each new wait is progress).
 
         Raises:
             TimeoutError: Redis was silent for the timeout.
@@ -68,7 +81,7 @@ class Silence:
         if self.timeout is None:
             return await request
         task = asyncio.current_task()
-        self.start(task, unsent)
+        self.start(task, unsent, steps=steps)
         try:
             return await request
         except asyncio.CancelledError:
@@ -78,8 +91,15 @@ class Silence:
         finally:
             self.stop()
 
-    def start(self, task: asyncio.Task[Any] | None, unsent: Callable[[], int] | None) -> None:
-        """A request begins in `task` (for callers that manage the request themselves)."""
+    def start(
+        self,
+        task: asyncio.Task[Any] | None,
+        unsent: Callable[[], int] | None,
+        *,
+        steps: bool = False,
+    ) -> None:
+        """A request (or its next phase) begins in `task`, for callers that manage the
+        request themselves."""
         if self.timeout is None or task is None:
             return
         loop = task.get_loop()
@@ -87,6 +107,8 @@ class Silence:
         self._task = task
         self._unsent = unsent
         self._sent = unsent() if unsent is not None else 0
+        self._seen = _FRESH
+        self._steps = steps
         if self._watch is None:
             self._watch = loop.call_at(self._started + self.timeout, self._check)
 
@@ -154,12 +176,22 @@ class Silence:
 
     def _progressed(self, task: asyncio.Task[Any]) -> bool:
         """Whether the request moved since it began or was last checked, other than by
-        bytes arriving: our unsent bytes shrank, or the task can run."""
+        bytes arriving: our unsent bytes shrank, the task can run, or (in a request of
+        several steps) it waits on something new."""
+        moved = False
         unsent = self._unsent
         if unsent is not None:
             left = unsent()
             if left != self._sent:
                 self._sent = left
-                return True
+                moved = True
         waiter: Any = getattr(task, "_fut_waiter", _UNKNOWN)
-        return waiter is None or (waiter is not _UNKNOWN and waiter.done())
+        if waiter is _UNKNOWN:
+            return moved
+        if waiter is None or waiter.done():
+            return True
+        if waiter is not self._seen:
+            # the first wait seen of a one-step request is the one it began with
+            moved = moved or self._steps or self._seen is not _FRESH
+            self._seen = waiter
+        return moved

@@ -74,9 +74,7 @@ class PipelinedWriter:
         self._behind_failure = False
         try:
             packed = commands[0] if len(commands) == 1 else b"".join(commands)
-            replies: list[Any] = await self.channel.call(
-                packed, len(commands), inline_errors=True
-            )
+            replies: list[Any] = await self.channel.call(packed, len(commands), inline_errors=True)
         except Exception as exc:
             error = self._translate(exc)
             self._behind_failure = isinstance(error, CacheUnavailableError)

@@ -1,0 +1,208 @@
+"""Load on a healthy Redis is no outage: cold bursts of thousands of misses are all cached,
+an overload only adds latency, fills of one key in several processes all store, and a
+failure deep in redis-py's connect path reaches callers only as fail-open or MRCError."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio.connection
+
+from mysql_redis_cache import MRCClient, MRCError
+
+from ._redis_server import redis_cluster
+from .conftest import MYSQL_CONFIG, REDIS_URL, stored_keys
+
+pytestmark = pytest.mark.load
+
+# The query of the issue's burst: each miss holds one of the 10 MySQL connections 2 ms.
+SLOW = "SELECT ? AS v, SLEEP(0.002) AS s"
+FAST = "SELECT ? AS v"
+
+
+def assert_healthy(client: MRCClient) -> None:
+    assert (0, 0) == (client.stats.errors, client.stats.skipped), client.stats
+    assert not client._guard.breaker.is_open
+
+
+async def burst(client: MRCClient, count: int) -> list[Any]:
+    return await asyncio.gather(*(client.query_with_cache(SLOW, [n], ["Id"]) for n in range(count)))
+
+
+@pytest.mark.parametrize(
+    ("count", "options"),
+    [
+        (3_000, {}),
+        (10_000, {}),
+        # shorter than the loop's busiest iteration in such a burst: still no outage
+        (3_000, {"redis_timeout": 0.05}),
+    ],
+    ids=["3000", "10000", "3000-50ms-timeout"],
+)
+async def test_a_cold_burst_is_all_cached(
+    redis_sync: redis.Redis, count: int, options: dict[str, Any]
+) -> None:
+    """Thousands of concurrent distinct misses: no error, every entry stored, then all hits."""
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, **options) as client:
+        rows = await burst(client, count)
+        assert [[{"v": n, "s": 0}] for n in range(count)] == rows
+        assert_healthy(client)
+        assert count == len(stored_keys(redis_sync))
+        client.stats.reset()
+        assert rows == await burst(client, count)
+        assert (count, 0) == (client.stats.hits, client.stats.misses)
+        assert_healthy(client)
+
+
+async def test_a_cold_burst_on_a_cluster_is_all_cached() -> None:
+    """The same on a real three-node Redis Cluster, whose nodes refuse commands past their
+    own pool size."""
+    with redis_cluster() as ports:
+        config = {"url": f"redis://127.0.0.1:{ports[0]}", "cluster": True}
+        async with MRCClient(MYSQL_CONFIG, config) as client:
+            rows = await burst(client, 3_000)
+            assert_healthy(client)
+            stored = sum(redis.Redis(port=port).dbsize() for port in ports)
+            assert 3_000 == stored
+            client.stats.reset()
+            assert rows == await burst(client, 3_000)
+            assert (3_000, 0) == (client.stats.hits, client.stats.misses)
+            assert_healthy(client)
+
+
+async def capacity(client: MRCClient, keys: int, seconds: float) -> float:
+    """Calls a second that 64 closed-loop workers get through, over cached keys."""
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def worker(first: int) -> None:
+        nonlocal done
+        n = first
+        while time.monotonic() < stop:
+            await client.query_with_cache(FAST, [n % keys], ["Id"])
+            done += 1
+            n += 64
+
+    await asyncio.gather(*(worker(w) for w in range(64)))
+    return done / seconds
+
+
+def mysql_selects() -> int:
+    """The server's count of SELECT statements so far (every client's)."""
+    import pymysql
+
+    with pymysql.connect(**MYSQL_CONFIG) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Com_select'")
+        row = cursor.fetchone()
+        assert row is not None
+        return int(row[1])
+
+
+async def test_an_overload_adds_latency_not_outages(redis_sync: redis.Redis) -> None:
+    """Calls over 5,000 cached keys arriving at 1.5x the measured capacity for 4 s: no
+    Redis error, nothing skipped, no MySQL query, and the backlog drains within twice the
+    overload's length (the work it holds takes about half of it)."""
+    keys, seconds = 5_000, 4.0
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
+        await client.query_many_with_cache(FAST, [[n] for n in range(keys)], ["Id"])
+        rate = 1.5 * await capacity(client, keys, 1.0)
+        client.stats.reset()
+        before = mysql_selects()
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[Any]] = set()
+        sent, start = 0, loop.time()
+        while (elapsed := loop.time() - start) < seconds:
+            for _ in range(int(elapsed * rate) - sent):  # open loop: late arrivals catch up
+                task = loop.create_task(client.query_with_cache(FAST, [sent % keys], ["Id"]))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                sent += 1
+            await asyncio.sleep(0.001)
+        overloaded = loop.time() - start
+        backlog = len(pending)
+        await asyncio.gather(*pending)
+        drained = loop.time() - start - overloaded
+        assert (sent, 0, 0) == (client.stats.hits, client.stats.misses, client.stats.bypasses)
+        assert_healthy(client)
+    assert mysql_selects() - before <= 1  # the look-up itself
+    assert backlog > 0.1 * sent  # it was an overload
+    assert drained < 2 * overloaded, (drained, overloaded, backlog, sent)
+
+
+@pytest.fixture
+def failing_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The next three connections redis-py opens fail deep in its connect path with what
+    redis-py 8.2 raised there under load: a TypeError, not a RedisError."""
+    failures = [3]
+    real = redis.asyncio.connection.AbstractConnection.on_connect_check_health
+
+    async def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise TypeError("'NoneType' object is not callable")
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(
+        redis.asyncio.connection.AbstractConnection, "on_connect_check_health", flaky
+    )
+    return failures
+
+
+async def test_a_raw_failure_in_connect_fails_open(
+    redis_sync: redis.Redis, failing_connects: list[int]
+) -> None:
+    """A burst whose first connections fail with a TypeError is served from MySQL, counted
+    once as an outage, and the cache is back once the connects succeed."""
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, breaker_cooldown=0.05) as client:
+        rows = await asyncio.gather(
+            *(client.query_with_cache(FAST, [n], ["Id"]) for n in range(1000))
+        )
+        assert [[{"v": n}] for n in range(1000)] == rows
+        assert client.stats.errors >= 1
+        await asyncio.sleep(0.1)
+        assert [{"v": 5}] == await client.query_with_cache(FAST, [5], ["Id"])
+        assert [{"v": 6}] == await client.query_with_cache(FAST, [6], ["Id"])
+        assert not client._guard.breaker.is_open
+    assert 0 == failing_connects[0]
+
+
+async def test_a_raw_failure_in_connect_raises_only_mrc_errors(
+    redis_sync: redis.Redis, failing_connects: list[int]
+) -> None:
+    """Failing closed, the same burst raises nothing but MRCError."""
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, fail_open=False) as client:
+        outcomes = await asyncio.gather(
+            *(client.query_with_cache(FAST, [n], ["Id"]) for n in range(1000)),
+            return_exceptions=True,
+        )
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert errors
+    assert [] == [error for error in errors if not isinstance(error, MRCError)]
+
+
+def test_fills_of_one_key_in_three_processes_never_refuse_each_other(
+    redis_sync: redis.Redis,
+) -> None:
+    """3 processes x 16 workers on one key (TTL 4 s, a 200 ms fill) for 12 s, with no
+    invalidation: no store refused, and at most one fill per process per TTL window."""
+    script = Path(__file__).with_name("_hot_key.py")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), REDIS_URL, "12", "4"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    reports = [json.loads(proc.communicate(timeout=60)[0]) for proc in procs]
+    assert [0, 0, 0] == [report["refused"] for report in reports]
+    assert all(report["fills"] <= 4 for report in reports), reports  # 12 s / 4 s, + the first
+    assert all(report["errors"] == 0 for report in reports), reports
