@@ -8,7 +8,8 @@ timed inside Node (a fresh process per run). Each side times its second pass of 
 after V8's JIT has compiled the hot path and the CPU has woken from idle. Hits are
 measured twice: with the default client, and with `local_cache` on (hits answered in
 process). Floors: redis-py GET + json.loads for hits, a plain fetch
-with the same driver for misses. Prints the median of each scenario and the ratios.
+with the same driver for misses, the same queries run at once without the cache for the
+cold burst. Prints the median of each scenario and the ratios.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ ONE_ROW = ("SELECT * FROM mrc_bench WHERE id = ?", [1], ["Id"])
 HUNDRED_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [100], ["MaxId"])
 WINDOWS = ("SELECT * FROM mrc_bench WHERE id > ? LIMIT 100", [0], ["After"])  # + step per key
 TEN_K_ROWS = ("SELECT * FROM mrc_bench WHERE id <= ?", [10_000], ["MaxId"])
+# each miss of a cold burst holds one of the 10 MySQL connections for 2 ms
+BURST = ("SELECT ? AS v, SLEEP(0.002) AS s", [1_000_000], ["Id"])
+BURST_SIZE = 3_000
 LOCAL_CACHE = 64 * 2**20  # bytes, for the client with the local cache on
 
 
@@ -66,6 +70,8 @@ def scenarios(ops: int) -> list[dict[str, Any]]:
         hits("hit 100 rows, 64 concurrent", HUNDRED_ROWS, 64),
         {"name": "miss 10k rows x 8 cols", "kind": "miss", "query": query, "params": params,
          "names": names},
+        {"name": f"cold burst: {BURST_SIZE:,} concurrent misses", "kind": "burst",
+         "query": BURST[0], "params": BURST[1], "names": BURST[2], "keys": BURST_SIZE},
         {"name": "stampede: executions for 100 callers", "kind": "stampede",
          "query": "stampede", "params": [1], "names": ["K"], "concurrency": 100},
     ]  # fmt: skip
@@ -110,6 +116,12 @@ async def run_python(scenario: dict[str, Any], client: MRCClient) -> float:
         await client._redis.client().delete(client.get_key_from_query(query, params, names))
         start = time.perf_counter()
         await client.query_with_cache(query, params, names)
+        return time.perf_counter() - start
+    if scenario["kind"] == "burst":
+        calls = hit_calls({**scenario, "step": 1})
+        await client._redis.client().delete(*(client.get_key_from_query(*call) for call in calls))
+        start = time.perf_counter()
+        await asyncio.gather(*(client.query_with_cache(*call) for call in calls))
         return time.perf_counter() - start
     runs = 0
 
@@ -194,6 +206,11 @@ async def floors(scenario: dict[str, Any], client: MRCClient) -> float | None:
         elapsed = time.perf_counter() - start
         conn.close()
         return elapsed
+    if scenario["kind"] == "burst":  # the same queries at once, without the cache
+        calls = hit_calls({**scenario, "step": 1})
+        start = time.perf_counter()
+        await asyncio.gather(*(client.query_to_promise(query, call[1]) for call in calls))
+        return time.perf_counter() - start
     return None
 
 
@@ -235,7 +252,7 @@ def fmt(kind: str, value: float | None) -> str:
         return "-"
     if kind in ("hits", "fanout"):
         return f"{value / 1000:.1f}k ops/s"
-    if kind == "miss":
+    if kind in ("miss", "burst"):
         return f"{value * 1000:.1f} ms"
     return f"{value:.0f}"
 
@@ -281,7 +298,7 @@ async def main_async(repeat: int, ops: int, only: str | None) -> None:
         if kind in ("hits", "fanout"):
             vs_node, vs_floor = f"{o / n:.2f}x", f"{o / f:.2f}x" if f else "-"
             vs_local = f"{loc / n:.2f}x" if loc else "-"
-        elif kind == "miss":
+        elif kind in ("miss", "burst"):
             vs_node = f"{o / n:.2f}x time"
             vs_floor = f"{o / f:.2f}x time" if f else "-"
         else:

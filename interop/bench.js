@@ -53,6 +53,16 @@ async function miss(client, s) {
   return now() - start;
 }
 
+async function burst(client, s) {
+  // `keys` concurrent distinct misses, as a cold cache meets a deploy or a flush
+  const calls = Array.from({ length: s.keys }, (_, k) => [s.params[0] + k]);
+  const keys = calls.map((params) => client.getKeyFromQuery(s.query, params, s.names));
+  for (let i = 0; i < keys.length; i += 1000) await client.redisClient.del(keys.slice(i, i + 1000));
+  const start = now();
+  await Promise.all(calls.map((params) => client.queryWithCache(s.query, params, s.names)));
+  return now() - start;
+}
+
 async function stampede(client, s) {
   let runs = 0;
   const fn = async () => {
@@ -74,7 +84,7 @@ async function main() {
   await client.readFromCache('SELECT 1'); // connect before timing
   const results = {};
   for (const s of request.scenarios) {
-    const kind = { hits, fanout, miss, stampede }[s.kind];
+    const kind = { hits, fanout, miss, burst, stampede }[s.kind];
     results[s.name] = [];
     for (let r = 0; r < request.repeat; r++) results[s.name].push(await kind(client, s));
   }

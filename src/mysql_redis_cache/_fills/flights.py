@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from .._errors import ClientClosedError
 from .._node.json import decode, encode, encode_rows
 from .._redis.breaker import Guard
+from .._redis.fills import tokens
 from .._redis.holder import RedisHolder
 from .._stats import CacheStats
 from .admission import Admission
@@ -124,7 +124,7 @@ class Flights:
         """Set the fill marker (and, with lock_timeout, take the lock, or await another
         holder's entry instead), run `fn`, and store its result."""
         op, redis = self._guard.op, self._redis
-        token = secrets.token_bytes(16)
+        token = tokens.next()
         unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
         lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
         seen = await op(redis.begin_fill(key, token, lock_ms), unmarked)

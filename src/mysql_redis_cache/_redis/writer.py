@@ -19,15 +19,22 @@ from .channel import Channel
 
 type Arg = bytes | str | int
 
-_ENCODED = {str: str.encode, int: lambda n: b"%d" % n}
+_LARGE = 4096  # bytes: an argument this long is joined, not copied into its header first
 
 
 def pack(args: tuple[Arg, ...]) -> bytes:
     """One command in RESP, its arguments bytes, str (UTF-8) or int."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
-        data = arg if type(arg) is bytes else _ENCODED[type(arg)](arg)
-        parts += (b"$%d\r\n" % len(data), data, b"\r\n")  # a payload is copied once
+        if isinstance(arg, str):
+            arg = arg.encode()
+        elif isinstance(arg, int):
+            arg = b"%d" % arg
+        if len(arg) < _LARGE:
+            append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+        else:
+            parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")  # a payload is copied once
     return b"".join(parts)
 
 
