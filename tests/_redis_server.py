@@ -23,16 +23,17 @@ def free_port() -> int:
 class RedisProcess:
     """One redis-server on a fixed loopback port that can be killed and started again."""
 
-    def __init__(self, workdir: str, port: int | None = None) -> None:
+    def __init__(self, workdir: str, port: int | None = None, args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._workdir = workdir
+        self._args = args  # more redis-server settings, e.g. ("--maxmemory", "2mb")
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._workdir],
+             "--appendonly", "no", "--dir", self._workdir, *self._args],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         _wait_for_port(self.port)
@@ -55,10 +56,11 @@ class RedisProcess:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisProcess]:
-    """Start a redis-server on a free port; stop it by PID afterwards."""
+def redis_server(*args: str) -> Iterator[RedisProcess]:
+    """Start a redis-server on a free port, with `args` for more settings; stop it by PID
+    afterwards."""
     with tempfile.TemporaryDirectory() as workdir:
-        server = RedisProcess(workdir)
+        server = RedisProcess(workdir, args=args)
         server.start()
         try:
             yield server

@@ -16,6 +16,8 @@ from mysql_redis_cache._redis.fills import FILL_WINDOW_MS, stamps_for
 from ._node import run_node
 from .conftest import MYSQL_CONFIG, REDIS_URL, stored_keys
 
+TOKEN = b"fill token, 16 B"  # as long as the tokens fills use
+
 TRIALS = 10
 # The row is read when the statement starts; SLEEP keeps the fill running past the update.
 SLOW = "SELECT v, SLEEP(1) AS s FROM mrc_race WHERE id = ?"
@@ -108,10 +110,10 @@ async def test_stamp_refuses_a_fill_the_scan_missed(
 ) -> None:
     """A fill whose marker survived (the scan had not reached it) is refused by the stamp."""
     key = client.get_key_from_query("q", [7, "a_b"], ["Id", "Tag"])
-    seen = await client._redis.begin_fill(key, b"token", None)
+    seen = await client._redis.begin_fill(key, TOKEN, None)
     assert seen is not None
     await server._redis.stamp([b"Tag=a_b"])  # what drop_outdated_cache does before scanning
-    assert not await client._redis.commit_fill(key, b"token", b"[1]", 60, seen)
+    assert not await client._redis.commit_fill(key, TOKEN, b"[1]", 60, seen)
     assert set() == stored_keys(redis_sync)
 
 
@@ -132,8 +134,8 @@ async def test_markers_are_deleted_but_not_counted(
     """A running fill's marker goes with the invalidation; only entries are counted."""
     await client.write_to_cache("q", [1], [5], ["Id"])
     running = client.get_key_from_query("q2", [5], ["Id"])
-    assert await client._redis.begin_fill(running, b"token", None) is not None
-    assert redis_sync.exists(running + ":fill")
+    assert await client._redis.begin_fill(running, TOKEN, None) is not None
+    assert redis_sync.exists(running + ":fill:" + TOKEN.hex())
     assert 1 == await server.drop_outdated_cache(["Id"], [5], dry_run=True)
     assert 1 == await server.drop_outdated_cache(["Id"], [5])
     assert set() == stored_keys(redis_sync)
@@ -165,7 +167,8 @@ async def test_killed_filler_blocks_nothing(redis_sync: redis.Redis) -> None:
         await proc.wait()
     async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
         key = client.get_key_from_query("dead", [1], ["Id"])
-        assert 0 < redis_sync.pttl(key + ":fill") <= FILL_WINDOW_MS
+        [marker] = redis_sync.keys(key + ":fill:*")
+        assert 0 < redis_sync.pttl(marker) <= FILL_WINDOW_MS
 
         async def quick() -> list[int]:
             return [2]

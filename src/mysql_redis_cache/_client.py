@@ -134,6 +134,16 @@ class MRCClient:
             `%s` is refused with a hint. 'format': `%s` placeholders (the 0.x port's
             style) are rewritten to `?` before the query is formatted or hashed, so its
             keys are the ones Node builds for the `?` query.
+        scripts: True (default): a fill sets its marker and stores its entry with one Lua
+            script each (see "A fill overtaken by an invalidation" in the README). False:
+            plain commands, for a Redis user whose ACL forbids scripts; a fill that an
+            invalidation overtakes within one round trip may then store stale rows, as in
+            Node. A refusal of scripts is detected and switches to this by itself.
+        local_cache_heartbeat: with the local cache, PING the connection that carries
+            Redis's change reports this often, in seconds; when no reply comes within
+            as long, the local cache is emptied and unused until Redis answers again. The
+            longest a change made elsewhere can go unseen through a silent network
+            partition is twice this.
         max_fills: how many misses may fill at once (their query or `fn` running, their
             fill marker set); the rest wait their turn in order, and callers of a key
             already filling join that fill. None (default): twice the MySQL pool size
@@ -169,6 +179,8 @@ class MRCClient:
         paramstyle: str = "qmark",
         max_entry_bytes: int | None = DEFAULT_MAX_ENTRY_BYTES,
         max_fills: int | None = None,
+        scripts: bool = True,
+        local_cache_heartbeat: float = 1.0,
     ) -> None:
         """Check the configuration; nothing connects until first use (see the class docs).
 
@@ -183,11 +195,14 @@ class MRCClient:
                 raise ConfigError(f"{name} must be a positive int of bytes, got {size!r}")
         if max_fills is not None and (type(max_fills) is not int or max_fills <= 0):
             raise ConfigError(f"max_fills must be a positive int, got {max_fills!r}")
+        if not isinstance(scripts, bool):
+            raise ConfigError(f"scripts must be True or False, got {scripts!r}")
         for name, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
             ("lock_timeout", lock_timeout),
             ("local_cache_ttl", local_cache_ttl),
+            ("local_cache_heartbeat", local_cache_heartbeat),
         ):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
@@ -213,13 +228,15 @@ class MRCClient:
                 "socket_connect_timeout": redis_timeout,
             },
             self.stats,
-            None if local_cache is None else (local_cache, local_cache_ttl),
+            None if local_cache is None else (local_cache, local_cache_ttl, local_cache_heartbeat),
+            scripts=scripts,
         )
         self._guard = Guard(
             Breaker(breaker_cooldown, fail_open),
             self.stats,
             fail_open,
             self._redis.drop_connections,
+            self._redis.where,
         )
         self._local_cache = local_cache is not None
         self._flights = Flights(

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from ._redis.fills import STAMP_REFRESH
+from ._redis.fills import STAMP_REFRESH, guarded_entry
 from ._redis.holder import Doomed, RedisConfig, RedisHolder
-from ._redis.invalidate import guarded_entry, matches, scan_pattern, tokens_for
+from ._redis.invalidate import matches, scan_pattern, tokens_for
 
 logger = logging.getLogger("mysql_redis_cache")
 

@@ -20,7 +20,9 @@ class CacheStats:
     lock_waits: calls that waited on another process's lock and got its result.
     oversized: fills not stored because their JSON was larger than max_entry_bytes.
     refused: fills whose result was returned but not stored, because an invalidation of
-        their key (or a newer fill of it) overtook them while they ran.
+        their key overtook them while they ran.
+    unstored: fills and writes not stored because Redis refused writes (a read-only
+        replica, memory full with noeviction), whether they were sent or held back.
     """
 
     hits: int = 0
@@ -35,6 +37,7 @@ class CacheStats:
     lock_waits: int = 0
     refused: int = 0
     oversized: int = 0
+    unstored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict, e.g. for a metrics exporter."""

@@ -127,27 +127,32 @@ class Flights:
         token = tokens.next()
         unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
         lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
-        seen = await op(redis.begin_fill(key, token, lock_ms), unmarked)
+        seen = await op(redis.begin_fill(key, token, lock_ms), unmarked, write=True)
         if seen is None:  # another process holds the lock
             waited = await self._wait_for_entry(key)
             if waited is not None:
                 self._stats.lock_waits += 1
                 return waited
-            seen = await op(redis.begin_fill(key, token, None), unmarked)
+            lock_ms = None
+            seen = await op(redis.begin_fill(key, token, None), unmarked, write=True)
+        locked = lock_ms is not None
+
+        async def release() -> None:
+            if seen is not unmarked:
+                await op(redis.commit_fill(key, token, None, expiry, [], locked), False)
+
         try:
             result = await fn()
             payload = encode_rows(result) if json_shaped else encode(result)
         except BaseException:
-            if seen is not unmarked:
-                await op(redis.commit_fill(key, token, None, expiry, []), False)
+            await release()
             raise
         value = result if json_shaped else decode(payload)
         if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
             self._oversized(key, len(payload))
-            if seen is not unmarked:
-                await op(redis.commit_fill(key, token, None, expiry, []), False)
+            await release()
         elif seen is not unmarked and not await op(
-            redis.commit_fill(key, token, payload, expiry, seen or []), True
+            redis.commit_fill(key, token, payload, expiry, seen or [], locked), True, write=True
         ):
             self._stats.refused += 1
             logger.debug("not caching %s: an invalidation overtook it", key)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 
 from .._errors import CacheError, CacheUnavailableError
 from .._stats import CacheStats
+from .states import Refusals, WriteGate, refusal_of
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -64,8 +65,9 @@ class Breaker:
 
 
 class Guard:
-    """Redis calls through the breaker: each failure counted, the breaker opened by an
-    outage, and, failing open, a fallback returned in place of the error.
+    """Redis calls through the breaker and the write gate: each failure counted, the
+    breaker opened by an outage, writes held back while Redis refuses them, and, failing
+    open, a fallback returned in place of the error.
 
     `on_outage` runs after an outage-class failure (the pooled connections are dropped:
     none of them may be reused after it).
@@ -77,35 +79,53 @@ class Guard:
         stats: CacheStats,
         fail_open: bool,
         on_outage: Callable[[], Awaitable[None]],
+        where: str,
     ) -> None:
         self.breaker = breaker
         self.fail_open = fail_open
+        self.gate = WriteGate(breaker.cooldown, where)
+        self._refusals = Refusals(where)
         self._stats = stats
         self._on_outage = on_outage
 
-    async def op[T](self, op: Awaitable[T], fallback: T) -> T:
-        """Await the Redis call `op`; failing open, `fallback` if it fails or the breaker
-        is open.
+    async def op[T](self, op: Awaitable[T], fallback: T, *, write: bool = False) -> T:
+        """Await the Redis call `op` (a `write`: it stores something); failing open,
+        `fallback` if it fails, the breaker is open, or Redis refuses writes.
 
         Raises:
-            CacheError: a failure (or an open breaker) with `fail_open=False`.
+            CacheError: a failure (or an open breaker or gate) with `fail_open=False`.
         """
         if not self.breaker.allow():
             self._stats.skipped += 1
-            if isinstance(op, Coroutine):
-                op.close()
-            if self.fail_open:
-                return fallback
-            raise BreakerOpen("Redis is unavailable: circuit breaker open")
+            return self._skip(
+                op, fallback, BreakerOpen("Redis is unavailable: circuit breaker open")
+            )
+        if write and not self.gate.allow():
+            self._stats.unstored += 1
+            assert self.gate.refusal is not None
+            return self._skip(
+                op, fallback, CacheError(f"Redis at {self.gate.where} {self.gate.refusal.value}")
+            )
         try:
             value = await op
         except CacheError as exc:
-            return await self.failed(exc, fallback)
+            return await self.failed(exc, fallback, write=write)
         self.breaker.success()
+        if write:
+            self.gate.accepted()
         return value
 
-    async def failed[T](self, exc: CacheError, fallback: T) -> T:
-        """Count a Redis failure; open the breaker if Redis is unreachable; fail open or raise."""
+    def _skip[T](self, op: Awaitable[T], fallback: T, error: CacheError) -> T:
+        """Fall back without asking Redis (or raise `error`, failing closed)."""
+        if isinstance(op, Coroutine):
+            op.close()
+        if self.fail_open:
+            return fallback
+        raise error
+
+    async def failed[T](self, exc: CacheError, fallback: T, *, write: bool = False) -> T:
+        """Count a Redis failure: an outage opens the breaker, a refused write the gate,
+        any other refusal is logged a few times; then fail open or raise."""
         if isinstance(exc, BreakerOpen):  # Redis was not asked
             self._stats.skipped += 1
         elif isinstance(exc, CacheUnavailableError):
@@ -114,8 +134,14 @@ class Guard:
             await self._on_outage()
         else:
             self._stats.errors += 1
-            if self.fail_open:
-                logger.warning("Redis error, served without the cache: %s", exc)
+            self.breaker.success()  # Redis answered, if with an error
+            refusal = refusal_of(exc)
+            if refusal is not None:
+                self.gate.refused(refusal, exc.__cause__ or exc)
+                if write:
+                    self._stats.unstored += 1
+            else:
+                self._refusals.refused(exc)
         if not self.fail_open:
             raise exc
         return fallback

@@ -45,6 +45,7 @@ class Channel:
         self._on_lost = lost
         self.silence = Silence(None)  # its timeout is read from the settings on first open
         self._conn: Any = None
+        self._retired = False  # replace the connection before the next request
         self.writer: asyncio.StreamWriter | None = None  # its stream, when writable directly
         self.replies: Replies | None = None  # its replies, when parsed as they arrive
 
@@ -62,6 +63,9 @@ class Channel:
             redis.exceptions.RedisError, OSError: what redis-py or the socket raised.
         """
         task = asyncio.current_task()
+        if self._retired:
+            self._retired = False
+            await self._drop()
         may_retry = self._conn is not None
         silence = self.silence
         while True:
@@ -135,6 +139,18 @@ class Channel:
                     raise
                 got.append(exc)
         return got
+
+    def retire(self) -> None:
+        """Open a new connection for the next request (this one reaches the wrong server)."""
+        self._retired = True
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self.writer = self.replies = None
+        if conn is not None:
+            if self._on_lost is not None:
+                self._on_lost()
+            await asyncio.shield(abandon(conn))
 
     def _unsent(self) -> int:
         """Bytes written to the connection that have yet to leave for Redis."""

@@ -1,12 +1,12 @@
 """Fills that an invalidation overtakes are not stored.
 
-A fill (a miss computing its entry) adds its own token to the key's marker `<key>:fill`,
-a set, before its query runs, and stores the entry only if its token is still there, in
-the same script that removes it. An invalidation deletes the markers of the keys it
-matches (Node's `dropOutdatedCache` does too: it deletes every key containing
-`Name=value`), so a fill that read its rows before the invalidation finds its token
-gone. Fills of one key in several processes each add their own token and so never
-refuse each other: each stores, and the later one wins.
+A fill (a miss computing its entry) sets a marker of its own, `<key>:fill:<token>`,
+before its query runs, and stores the entry only if its marker is still there, in the
+same script that removes it. An invalidation deletes the markers of the keys it matches
+(Node's `dropOutdatedCache` does too: it deletes every key containing `Name=value`), so
+a fill that read its rows before the invalidation finds its marker gone. Fills of one
+key in several processes each have their own marker and so never refuse each other:
+each stores, and the later one wins.
 
 A SCAN can miss a key written while it runs, so a fill that stored its entry during a
 long invalidation scan, behind the scan's cursor, would escape. `MRCServer` therefore
@@ -16,8 +16,13 @@ of every token its key could be invalidated by when it sets its marker, and stor
 nothing if one changed. A fill that stores after the scan ended needs no stamp: the scan
 deleted its marker.
 
-A marker expires FILL_WINDOW after the latest fill of its key began (a fill still running
-then is not stored), a stamp STAMP_TTL after its scan. Nothing ever waits on a marker.
+A marker expires FILL_WINDOW after its fill began (a fill still running then is not
+stored), a stamp STAMP_TTL after its scan. Nothing ever waits on a marker.
+
+Where scripts cannot run (Redis Cluster, whose marker, entry and stamps live in different
+slots; a user whose ACL forbids scripts), the same steps go as plain commands: the
+marker is set and the stamps read before the query; the store is checked, made, checked
+again and undone if overtaken, which leaves a window of about one round trip.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import os
 FILL_WINDOW_MS = 3_600_000  # a fill slower than this is returned but not stored
 STAMP_TTL_MS = 60_000
 STAMP_REFRESH = 20.0  # seconds between renewals of the stamps while a scan runs
-MARKER_SUFFIX = b":fill"
+MARKER_INFIX = b":fill:"  # <key>:fill:<token in hex>
 LOCK_SUFFIX = b":lock"
 STAMP_PREFIX = b"mrc:inv:"
 _MAX_SEGMENTS = 16  # past this, a key's stamps are not read (the marker still guards it)
@@ -42,22 +47,18 @@ if ARGV[3] ~= '' and not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[3]
     and redis.call('GET', KEYS[2]) ~= ARGV[1] then
   return false  -- held by another (ours already when this is a retry on a new connection)
 end
-if type(redis.pcall('SADD', KEYS[1], ARGV[1])) == 'table' then
-  redis.call('DEL', KEYS[1])  -- not a set: nobody's token can be in it
-  redis.call('SADD', KEYS[1], ARGV[1])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 local seen = {}
 for i = 3, #KEYS do seen[#seen + 1] = redis.call('GET', KEYS[i]) or '' end
 return seen
 """
 
 # KEYS: entry, marker, lock, stamps...; ARGV: token, payload, expiry s ('' to store
-# nothing), stamps as BEGIN saw them. Releases our token and lock; returns 1 if stored.
-# A token already gone is an invalidation, or a retry whose first attempt stored: then
+# nothing), stamps as BEGIN saw them. Removes our marker and lock; returns 1 if stored.
+# A marker already gone is an invalidation, or a retry whose first attempt stored: then
 # the entry holds our payload.
 COMMIT = """
-local ours = redis.pcall('SREM', KEYS[2], ARGV[1]) == 1
+local ours = redis.call('DEL', KEYS[2]) == 1
 if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 if ARGV[3] == '' then return 0 end
 if not ours then
@@ -72,8 +73,17 @@ return 1
 """
 
 
-def marker_of(key: bytes) -> bytes:
-    return key + MARKER_SUFFIX
+def marker_of(key: bytes, token: bytes) -> bytes:
+    """The marker of the fill of `key` holding `token`."""
+    return key + MARKER_INFIX + token.hex().encode()
+
+
+def guarded_entry(key: bytes) -> bytes | None:
+    """The entry a fill marker guards, or None when `key` is no fill marker."""
+    at = len(key) - len(MARKER_INFIX) - 2 * TOKEN_BYTES
+    if at <= 0 or key[at : at + len(MARKER_INFIX)] != MARKER_INFIX:
+        return None
+    return key[:at]
 
 
 def lock_of(key: bytes) -> bytes:
@@ -104,6 +114,9 @@ def stamps_for(key: bytes) -> tuple[bytes, ...]:
         for end in range(start + 1, len(segments) + 1):
             stamps.append(stamp_of(b"_".join(segments[start:end])))
     return tuple(stamps)
+
+
+TOKEN_BYTES = 16
 
 
 class Tokens:

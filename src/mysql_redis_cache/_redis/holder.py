@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,29 +21,14 @@ from .._node.jsvalue import utf8
 from .._stats import CacheStats
 from .._support.loopbound import Borrowed, LoopBound
 from .config import parse_redis_config
-from .fills import (
-    BEGIN,
-    COMMIT,
-    FILL_WINDOW_MS,
-    STAMP_TTL_MS,
-    lock_of,
-    marker_of,
-    stamp_of,
-    stamps_for,
-)
+from .fills import STAMP_TTL_MS, stamp_of
 from .local import ABSENT, LocalCache
+from .markers import Arg, Call, Markers, Send
 from .pool import DEFAULT_MAX_CONNECTIONS, fit_cluster, fit_pool, waiting_pool
 from .reader import ClusterReader, CoalescingReader
 from .writer import PipelinedWriter
 
 logger = logging.getLogger("mysql_redis_cache")
-
-
-# Compare-and-delete: remove a lock or marker only while it still holds our token.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 # Redis cannot be reached. RedisClusterException ("cannot be connected", "slot not
@@ -60,7 +44,6 @@ _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
 # redis-py refusing a command because its pool has max_connections in use (older
 # versions have no such error: their pools had no limit)
 _POOL_FULL = getattr(redis.exceptions, "MaxConnectionsError", ())
-_SHA1 = {source: hashlib.sha1(source.encode()).hexdigest() for source in (BEGIN, COMMIT, _RELEASE)}
 
 
 def translate(exc: BaseException, action: str = "GET") -> BaseException:
@@ -73,6 +56,11 @@ def translate(exc: BaseException, action: str = "GET") -> BaseException:
         return exc
     if isinstance(exc, _POOL_FULL):  # the client's limit, not Redis failing: no breaker
         error = CacheError(f"Redis {action} failed: {exc} (the client's pool is full)")
+    elif isinstance(exc, redis.exceptions.InvalidResponse):
+        error = CacheUnavailableError(
+            f"Redis {action} failed: the server does not speak RESP ({exc}): "
+            "a wrong port, or TLS on one side only?"
+        )
     elif isinstance(exc, _UNREACHABLE):
         error = CacheUnavailableError(f"Redis {action} failed: {exc}")
     elif isinstance(exc, redis.exceptions.RedisError):
@@ -117,16 +105,21 @@ class RedisHolder:
         config: RedisConfig,
         defaults: Mapping[str, Any] | None = None,
         stats: CacheStats | None = None,
-        local_cache: tuple[int, float] | None = None,
+        local_cache: tuple[int, float, float] | None = None,
+        scripts: bool = True,
     ) -> None:
         self._bound: LoopBound[_Handle] | Borrowed[_Handle]
         self._stats = stats
         self._local_cache = local_cache
         if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
+            self.where = where_of(config)
+            self.markers = Markers(scripts, self.where)
             self._check_local_cache(isinstance(config, aioredis.RedisCluster))
             self._bound = Borrowed(self._handle_for(config), _release_reader)
             return
         self._url, self._options = parse_redis_config(config)
+        self.where = where_of(self._url, self._options)
+        self.markers = Markers(scripts, self.where)
         self._cluster = bool(self._options.pop("cluster", False))
         self._sentinel = self._options.pop("sentinel", None)
         # A command that found its pooled connection dead is sent once more on a new one;
@@ -177,11 +170,15 @@ class RedisHolder:
         self, client: aioredis.Redis | aioredis.RedisCluster, sentinel: Sentinel | None = None
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
-            return _Handle(client, ClusterReader(client, translate, self._stats), None, sentinel)
-        local = None if self._local_cache is None else LocalCache(*self._local_cache)
-        reader = CoalescingReader(client, translate, self._stats, local)
+            reader: CoalescingReader = ClusterReader(client, translate, self._stats)
+            return _Handle(client, reader, None, _cluster_send(client), None, sentinel)
+        local, heartbeat = None, 0.0
+        if self._local_cache is not None:
+            max_bytes, max_age, heartbeat = self._local_cache
+            local = LocalCache(max_bytes, max_age)
+        reader = CoalescingReader(client, translate, self._stats, local, heartbeat)
         writer = PipelinedWriter(client, lambda exc: translate(exc, "write"))
-        return _Handle(client, reader, writer, sentinel)
+        return _Handle(client, reader, writer, writer.many, writer.call, sentinel)
 
     def client(self) -> Any:
         return self._bound.get().client
@@ -241,48 +238,35 @@ class RedisHolder:
             logger.debug("dropping Redis connections failed: %s", exc)
 
     async def begin_fill(self, key: str, token: bytes, lock_ms: int | None) -> list[bytes] | None:
-        """Set `key`'s fill marker to `token` (first taking its lock, with `lock_ms`).
+        """Set the fill marker of `key` and `token` (first taking its lock, with `lock_ms`).
 
         Returns the invalidation stamps as they are now, for `commit_fill`; None when
         another process holds the lock.
         """
-        raw = utf8(key)
-        stamps = stamps_for(raw)
         handle = self._bound.get()
         with redis_errors("fill marker"):
-            if handle.writer is None:
-                return await _begin_on_cluster(handle.client, raw, stamps, token, lock_ms)
-            seen = await _script(
-                handle.writer,
-                BEGIN,
-                [marker_of(raw), lock_of(raw), *stamps],
-                [token, FILL_WINDOW_MS, "" if lock_ms is None else lock_ms],
-            )
-        return None if seen is None else list(seen)
+            return await self.markers.begin(handle.send, handle.call, utf8(key), token, lock_ms)
 
     async def commit_fill(
-        self, key: str, token: bytes, payload: bytes | None, expiry: int, seen: list[bytes]
+        self,
+        key: str,
+        token: bytes,
+        payload: bytes | None,
+        expiry: int,
+        seen: list[bytes],
+        locked: bool = True,
     ) -> bool:
-        """Store `payload` if no invalidation overtook the fill; release marker and lock.
-
-        `payload` None only releases them. Returns whether the entry was stored.
+        """Store `payload` if no invalidation overtook the fill; remove its marker (and its
+        lock, if `locked`). `payload` None only removes them. Returns whether the entry
+        was stored.
         """
         raw = utf8(key)
         self._forget_locally(raw)
-        stamps = stamps_for(raw)
         handle = self._bound.get()
         with redis_errors("SET"):
-            if handle.writer is None:
-                return await _commit_on_cluster(
-                    handle.client, raw, token, payload, expiry, stamps, seen
-                )
-            stored = await _script(
-                handle.writer,
-                COMMIT,
-                [raw, marker_of(raw), lock_of(raw), *stamps],
-                [token, payload or b"", "" if payload is None else expiry, *seen],
+            return await self.markers.commit(
+                handle.send, handle.call, raw, token, payload, expiry, seen, locked
             )
-        return bool(stored)
 
     async def stamp(self, tokens: list[bytes], renew: bool = False) -> None:
         """Give each invalidated token's stamp a fresh value, so fills running now see it
@@ -400,74 +384,39 @@ async def _unlink_per_slot(client: aioredis.RedisCluster, keys: list[bytes]) -> 
     return sum(counts)
 
 
-async def _script(writer: Any, source: str, keys: list[bytes], args: list[Any]) -> Any:
-    """EVALSHA `source` through `writer` (a PipelinedWriter, or a redis-py client's
-    `execute_command`), loading it on a NOSCRIPT."""
-    call = writer.call if isinstance(writer, PipelinedWriter) else writer.execute_command
-    try:
-        return await call("EVALSHA", _SHA1[source], len(keys), *keys, *args)
-    except redis.exceptions.NoScriptError:
-        return await call("EVAL", source, len(keys), *keys, *args)
+def where_of(config: Any, options: Mapping[str, Any] | None = None) -> str:
+    """The Redis server a config or client names, for log lines (never a password)."""
+    if isinstance(config, aioredis.RedisCluster):
+        return f"cluster {_address(config.nodes_manager.connection_kwargs)}"
+    if isinstance(config, aioredis.Redis):
+        return _address(config.connection_pool.connection_kwargs)
+    options = options or {}
+    if options.get("sentinel"):
+        return f"Sentinel service {options['sentinel'].get('service_name')!r}"
+    kind = "cluster " if options.get("cluster") else ""
+    if isinstance(config, str):
+        parsed = urllib.parse.urlsplit(config)
+        if parsed.scheme == "unix":
+            return kind + parsed.path
+        return f"{kind}{parsed.hostname or 'localhost'}:{parsed.port or 6379}"
+    return kind + _address(options)
 
 
-async def _begin_on_cluster(
-    client: aioredis.RedisCluster,
-    key: bytes,
-    stamps: tuple[bytes, ...],
-    token: bytes,
-    lock_ms: int | None,
-) -> list[bytes] | None:
-    """BEGIN on a cluster, where the marker, lock and stamps live in different slots."""
-    if lock_ms is not None and not await client.set(lock_of(key), token, nx=True, px=lock_ms):
-        return None
-    marker = marker_of(key)
-    try:
-        await client.sadd(marker, token)
-    except redis.exceptions.ResponseError:  # not a set (WRONGTYPE): nobody's token is in it
-        await client.delete(marker)
-        await client.sadd(marker, token)
-    await client.pexpire(marker, FILL_WINDOW_MS)
-    seen = cast(list[bytes | None], await asyncio.gather(*map(client.get, stamps)))
-    return [value or b"" for value in seen]
+def _address(kwargs: Mapping[str, Any]) -> str:
+    if kwargs.get("path"):
+        return str(kwargs["path"])
+    return f"{kwargs.get('host') or 'localhost'}:{kwargs.get('port') or 6379}"
 
 
-async def _commit_on_cluster(
-    client: aioredis.RedisCluster,
-    key: bytes,
-    token: bytes,
-    payload: bytes | None,
-    expiry: int,
-    stamps: tuple[bytes, ...],
-    seen: list[bytes],
-) -> bool:
-    """COMMIT on a cluster: check, store, check again and undo the store if overtaken.
+def _cluster_send(client: aioredis.RedisCluster) -> Send:
+    """Commands to a cluster, each routed to its key's node, sent at once."""
 
-    Not atomic: an invalidation that deletes the entry between the store and the
-    second check, and the marker after it, leaves the entry (see the README).
-    """
+    async def send(commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
+        return await asyncio.gather(
+            *(client.execute_command(*command) for command in commands), return_exceptions=True
+        )
 
-    marker = marker_of(key)
-
-    async def intact() -> bool:
-        try:
-            ours, *now = await asyncio.gather(
-                client.sismember(marker, token),  # type: ignore[arg-type]  # bytes are fine
-                *map(client.get, stamps),
-            )
-        except redis.exceptions.ResponseError:  # the marker is no set (WRONGTYPE)
-            return False
-        return bool(ours) and [value or b"" for value in now] == seen
-
-    stored = False
-    if payload is not None and await intact():
-        await client.set(key, payload, ex=expiry)
-        stored = await intact()
-        if not stored:
-            await client.delete(key)
-    with contextlib.suppress(redis.exceptions.ResponseError):
-        await client.srem(marker, token)
-    await _script(client, _RELEASE, [lock_of(key)], [token])
-    return stored
+    return send
 
 
 @dataclass(slots=True)
@@ -475,6 +424,8 @@ class _Handle:
     client: Any  # aioredis.Redis or aioredis.RedisCluster
     reader: CoalescingReader
     writer: PipelinedWriter | None  # None on Cluster, whose client routes each key
+    send: Send  # plain commands of the fill steps
+    call: Call | None  # their scripts, where keys of several slots may meet (not Cluster)
     sentinel: Sentinel | None = None  # its connections to the sentinels close with us
 
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from .._errors import InvalidArgumentError
 from .._node.jsvalue import js_string, utf8
-from .fills import MARKER_SUFFIX
 
 _HASH = re.compile(rb"[0-9a-f]{40}")
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
@@ -54,11 +53,6 @@ def param_part(key: bytes) -> bytes | None:
     if b"=" not in params:
         return None
     return b"_" + params
-
-
-def guarded_entry(key: bytes) -> bytes | None:
-    """The entry a fill marker guards, or None when `key` is no fill marker."""
-    return key[: -len(MARKER_SUFFIX)] if key.endswith(MARKER_SUFFIX) else None
 
 
 def matches(key: bytes, tokens: Sequence[bytes], require_all: bool) -> bool:

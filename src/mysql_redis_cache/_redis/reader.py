@@ -24,6 +24,8 @@ from .._stats import CacheStats
 from .breaker import BreakerOpen
 from .channel import Channel, abandon
 from .local import LocalCache
+from .replies import Messages, usable
+from .silence import Silence
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -45,6 +47,7 @@ class CoalescingReader:
         translate: Callable[[BaseException], BaseException],
         stats: CacheStats | None = None,
         local: LocalCache | None = None,
+        heartbeat: float = 0.0,
     ) -> None:
         self._client = client
         self._translate = translate
@@ -52,6 +55,10 @@ class CoalescingReader:
         self.local = local  # filled from this connection's reads, emptied by its listener
         self._listener: asyncio.Task[None] | None = None
         self._listener_id = 0
+        self._heartbeat = heartbeat  # seconds between PINGs to the listener (0: none)
+        self._beating: asyncio.Task[None] | None = None
+        self._pong: asyncio.Future[None] | None = None
+        self._lost_heartbeat = False
         # the read connection, opened by the first read; with a local cache, tracking is
         # turned on before each read that finds it off, and ends with the connection
         self.channel = Channel(client, self._prepare if local is not None else None, self._lost)
@@ -218,6 +225,9 @@ class CoalescingReader:
             self.local = None
             return
         self.local.active = True
+        if self._lost_heartbeat:
+            self._lost_heartbeat = False
+            logger.warning("Redis answers the local cache's heartbeat again: local cache in use")
 
     async def _listen(self) -> int:
         """The client id of the connection receiving invalidations, started if need be."""
@@ -237,28 +247,95 @@ class CoalescingReader:
             await asyncio.shield(abandon(conn))
             raise
         self._listener_id = listener_id
-        self._listener = asyncio.get_running_loop().create_task(self._receive(conn))
+        loop = asyncio.get_running_loop()
+        silence = Silence(self._heartbeat) if self._heartbeat else None
+        direct = self._hear_reports(conn, silence)
+        self._listener = loop.create_task(self._receive(conn, direct))
+        if silence is not None:
+            self._beating = loop.create_task(self._beat(conn, self._listener, silence))
         return listener_id
 
-    async def _receive(self, conn: Any) -> None:
+    def _hear_reports(self, conn: Any, silence: Silence | None) -> bool:
+        """Watch the listener's bytes: any counts for the heartbeat, and with hiredis the
+        reports are parsed and applied as they arrive. Returns whether they are (else
+        `_receive` reads them through redis-py)."""
+        reader = getattr(conn, "_reader", None)
+        if type(reader) is not asyncio.StreamReader:
+            return False  # redis-py's internals changed: reports read through it
+        loop = asyncio.get_running_loop()
+        feed: Callable[[bytes], None] = reader.feed_data
+        direct = usable(conn)
+        if direct:
+            feed = Messages(self._report, reader.set_exception).feed
+        if silence is not None or direct:
+            heard = silence.heard if silence is not None else None
+
+            def on_data(data: bytes) -> None:
+                if heard is not None:
+                    heard(loop.time())
+                feed(data)
+
+            reader.feed_data = on_data  # type: ignore[method-assign,assignment]
+        return direct
+
+    def _report(self, message: Any) -> None:
+        """A message on the listener: a change report, or the heartbeat's answer."""
+        if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
+            if self.local is not None:
+                self.local.invalidate(message[2])
+        elif message == [b"pong", b""] and self._pong is not None and not self._pong.done():
+            self._pong.set_result(None)
+
+    async def _beat(self, conn: Any, listener: asyncio.Task[None], silence: Silence) -> None:
+        """PING the listener every `heartbeat` seconds. A reply that does not come within
+        as long (Redis silent: a partition that sent no FIN) means reports may be lost:
+        the local cache is emptied and the listener stopped, until Redis answers again."""
+        writer = getattr(conn, "_writer", None)
+        if type(writer) is not asyncio.StreamWriter:
+            return  # redis-py's internals changed: no heartbeat
+        loop = asyncio.get_running_loop()
+        try:
+            while not listener.done():
+                await asyncio.sleep(self._heartbeat)
+                self._pong = loop.create_future()
+                writer.write(b"*1\r\n$4\r\nPING\r\n")
+                await silence.bound(self._pong)
+        except TimeoutError:
+            logger.warning(
+                "Redis did not answer the local cache's heartbeat within %.2g s: local "
+                "cache emptied, and unused until Redis answers again",
+                self._heartbeat,
+            )
+            self._lost_heartbeat = True
+            listener.cancel()
+            if self.local is not None:
+                self.local.deactivate()
+        finally:
+            silence.cancel()
+
+    async def _receive(self, conn: Any, direct: bool) -> None:
+        """Read the listener's reports through redis-py (or, when they are applied as
+        they arrive, just wait for its end); the local cache ends with it."""
         local = self.local
         assert local is not None
         try:
             while True:
-                message = await conn.read_response()
-                if isinstance(message, list) and len(message) == 3 and message[0] == b"message":
-                    local.invalidate(message[2])
+                message = await conn.read_response()  # only its end, when `direct`
+                if not direct:
+                    self._report(message)
         except Exception as exc:
             logger.debug("invalidation listener stopped: %s", exc)
         finally:
             local.deactivate()
-            await conn.disconnect()
+            await asyncio.shield(abandon(conn))
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        beating, self._beating = self._beating, None
+        for task in (listener, beating):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.channel.close()
 
 

@@ -122,3 +122,36 @@ class Replies:
                 if isinstance(exc, redis.exceptions.ConnectionError)
                 else redis.exceptions.ConnectionError(f"Redis connection lost: {exc}")
             )
+
+
+class Messages:
+    """Messages pushed on a subscribed connection (RESP2), parsed from its bytes as they
+    arrive and handed to `on_message` in the same callback: a change report acts before
+    any task the same poll woke, instead of waiting for a listening task's turn."""
+
+    __slots__ = ("_on_error", "_on_message", "_parser")
+
+    def __init__(
+        self, on_message: Callable[[Any], None], on_error: Callable[[Exception], None]
+    ) -> None:
+        assert hiredis is not None
+        self._parser = hiredis.Reader(
+            protocolError=redis.exceptions.InvalidResponse, notEnoughData=_INCOMPLETE
+        )
+        self._on_message = on_message
+        self._on_error = on_error
+
+    def feed(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        while True:
+            try:
+                message = parser.gets()
+            except redis.exceptions.InvalidResponse as exc:
+                self._on_error(
+                    redis.exceptions.ConnectionError(f"Redis sent no valid reply: {exc}")
+                )
+                return
+            if message is _INCOMPLETE:
+                return
+            self._on_message(message)

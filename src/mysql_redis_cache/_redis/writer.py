@@ -11,7 +11,10 @@ checkout and round trip each, and, like reads, is timed by Redis's silence
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import redis.exceptions
 
 from .._errors import CacheUnavailableError
 from .breaker import BreakerOpen
@@ -47,10 +50,10 @@ class PipelinedWriter:
     timeout again.
     """
 
-    def __init__(self, client: Any, translate: Any) -> None:
+    def __init__(self, client: Any, translate: Callable[[BaseException], BaseException]) -> None:
         self.channel = Channel(client)
         self._translate = translate
-        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []
         self._pending = False  # a round trip is in flight or a flush is scheduled
         self._behind_failure = False
         self._batch_task: asyncio.Task[None] | None = None
@@ -63,19 +66,28 @@ class PipelinedWriter:
             redis.exceptions.ResponseError: Redis replied with an error.
             CacheError: the round trip failed (as `translate` gives it).
         """
-        command = pack(args)
-        if self._pending:
-            future = asyncio.get_running_loop().create_future()
-            self._queue.append((command, future))
-            return await future
-        self._pending = True
-        try:
-            [reply] = await self._send([command])
-        finally:
-            self._after()
+        [reply] = await self.many([args])
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def many(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
+        """Send `commands` in one round trip (with any others queued); their replies, an
+        error reply as the exception in its place.
+
+        Raises:
+            CacheError: the round trip failed (as `translate` gives it).
+        """
+        packed = [pack(command) for command in commands]
+        if self._pending:
+            future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+            self._queue.append((packed, future))
+            return await future
+        self._pending = True
+        try:
+            return await self._send(packed)
+        finally:
+            self._after()
 
     async def _send(self, commands: list[bytes]) -> list[Any]:
         self._behind_failure = False
@@ -89,6 +101,10 @@ class PipelinedWriter:
                 raise
             raise error from exc
         self.batches += 1
+        if any(isinstance(reply, redis.exceptions.ReadOnlyError) for reply in replies):
+            # the connection reaches a replica (a failover demoted its primary): the next
+            # round trip connects anew, and through Sentinel finds the current primary
+            self.channel.retire()
         return replies
 
     def _after(self) -> None:
@@ -99,7 +115,7 @@ class PipelinedWriter:
             self._pending = False
 
     def _flush(self) -> None:
-        queued = [(command, future) for command, future in self._queue if not future.done()]
+        queued = [(packed, future) for packed, future in self._queue if not future.done()]
         self._queue = []
         if not queued:
             self._pending = False
@@ -112,9 +128,9 @@ class PipelinedWriter:
             return
         self._batch_task = asyncio.get_running_loop().create_task(self._run(queued))
 
-    async def _run(self, queued: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+    async def _run(self, queued: list[tuple[list[bytes], asyncio.Future[list[Any]]]]) -> None:
         try:
-            replies = await self._send([command for command, _ in queued])
+            replies = await self._send([command for packed, _ in queued for command in packed])
         except BaseException as exc:
             for _, future in queued:
                 if future.done():
@@ -126,13 +142,11 @@ class PipelinedWriter:
             if not isinstance(exc, Exception):
                 raise
         else:
-            for (_, future), reply in zip(queued, replies, strict=True):
-                if future.done():
-                    continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+            at = 0
+            for packed, future in queued:
+                if not future.done():
+                    future.set_result(replies[at : at + len(packed)])
+                at += len(packed)
         finally:
             self._after()
 
