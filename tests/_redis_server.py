@@ -161,17 +161,23 @@ def _wait_for_port(port: int) -> None:
 
 
 @contextmanager
-def redis_sentinel() -> Iterator[tuple[int, int]]:
-    """A Redis primary and one Sentinel watching it as `mymaster`; yields both ports."""
+def redis_sentinel(replica: bool = False) -> Iterator[tuple[int, int]]:
+    """A Redis primary (with a replica of it, if asked) and one Sentinel watching it as
+    `mymaster`; yields the primary's and the Sentinel's ports."""
     with tempfile.TemporaryDirectory() as workdir:
         primary = RedisProcess(workdir)
         primary.start()
+        copy = RedisProcess(workdir, args=("--replicaof", "127.0.0.1", str(primary.port)))
+        if replica:
+            copy.start()
         sentinel_port = free_port()
         config = f"{workdir}/sentinel.conf"
         with open(config, "w") as handle:
             handle.write(
                 f"port {sentinel_port}\nbind 127.0.0.1\ndir {workdir}\n"
                 f"sentinel monitor mymaster 127.0.0.1 {primary.port} 1\n"
+                "sentinel down-after-milliseconds mymaster 1000\n"
+                "sentinel failover-timeout mymaster 5000\n"
             )
         proc = subprocess.Popen(["redis-server", config, "--sentinel"], stdout=subprocess.DEVNULL)
         try:
@@ -181,3 +187,24 @@ def redis_sentinel() -> Iterator[tuple[int, int]]:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
             primary.kill()
+            copy.kill()
+
+
+def sentinel_failover(sentinel_port: int) -> None:
+    """Have the Sentinel promote the replica (once it deems one fit) and wait until it
+    names the new primary."""
+    import redis
+
+    with redis.Redis(port=sentinel_port) as sentinel:
+        before = sentinel.sentinel_get_master_addr_by_name("mymaster")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
+                break
+            except redis.exceptions.ResponseError:  # NOGOODSLAVE: not seen the replica yet
+                assert time.monotonic() < deadline, "no replica to promote"
+                time.sleep(0.2)
+        while sentinel.sentinel_get_master_addr_by_name("mymaster") == before:
+            assert time.monotonic() < deadline, "the failover did not finish"
+            time.sleep(0.05)

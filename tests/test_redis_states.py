@@ -15,7 +15,7 @@ import redis
 
 from mysql_redis_cache import MRCClient
 
-from ._redis_server import RedisProcess, redis_server
+from ._redis_server import RedisProcess, redis_sentinel, redis_server, sentinel_failover
 from .conftest import MYSQL_CONFIG
 
 Q = "SELECT ? AS n"
@@ -107,6 +107,29 @@ async def test_writes_are_stored_again_when_the_state_ends(
     logged = warnings(caplog)
     assert 2 == len(logged), logged
     assert "takes writes again" in logged[1]
+
+
+async def test_a_sentinel_failover_stores_on_the_new_primary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through Sentinel, after the primary is demoted, fills store on the new primary
+    within a few calls, and every call is answered."""
+    with redis_sentinel(replica=True) as (_, sentinel_port):
+        config = {
+            "sentinel": {"sentinels": [("127.0.0.1", sentinel_port)], "service_name": "mymaster"}
+        }
+        async with MRCClient(MYSQL_CONFIG, config, breaker_cooldown=0.1) as client:
+            assert [{"n": 0}] == await client.query_with_cache(Q, [0], ["N"])
+            sentinel_failover(sentinel_port)
+            for n in range(1, 30):
+                assert [{"n": n}] == await client.query_with_cache(Q, [n], ["N"])
+                if [{"n": n}] == await client.read_from_cache(Q, [n], ["N"]):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"nothing stored after the failover: {client.stats}")
+            assert [{"n": 0}] == await client.query_with_cache(Q, [0], ["N"])  # replicated
+        assert client.stats.errors <= 2, client.stats
 
 
 @pytest.fixture
