@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from mysql_redis_cache._node.jsvalue import to_instant
+from mysql_redis_cache._node.jsvalue import instant_ms
 
 INTEROP_DIR = Path(__file__).resolve().parent.parent / "interop"
 HARNESS = INTEROP_DIR / "harness.js"
@@ -37,9 +37,8 @@ def tag(value: object) -> object:
         return value
     if isinstance(value, bytes):
         return {"$": "buf", "v": value.hex()}
-    if isinstance(value, date):
-        instant = to_instant(value)
-        return {"$": "date", "v": round(instant.timestamp() * 1000)}
+    if isinstance(value, date):  # also instants in years 0 and 10000, which JS holds
+        return {"$": "date", "v": instant_ms(value)}
     if isinstance(value, list | tuple):
         return [tag(v) for v in value]
     if isinstance(value, dict):

@@ -13,7 +13,7 @@ import os
 import random
 import string
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -211,6 +211,41 @@ def test_generated_cases_match_node(local_tz: Any, kind: str, zone: str) -> None
     for index, (case, expected) in enumerate(zip(cases, node, strict=True)):
         actual = ours(case)
         assert expected == actual, report(kind, zone, index, case, expected, actual)
+
+
+# Dates at the edges of Python's years: aware ones whose instant falls in year 0 or 10000,
+# and local ones the zone's offset pushes there.
+EDGE_DATES: list[date] = [
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(1, 1, 1, 3, 15, 7, 250000, tzinfo=timezone(timedelta(hours=14))),
+    datetime(9999, 12, 31, 23, 59, 59, 500000, tzinfo=timezone(timedelta(seconds=-37))),
+    datetime(9999, 12, 31, 20, tzinfo=timezone(timedelta(hours=-12))),
+    datetime(1, 1, 1),
+    datetime(9999, 12, 31, 23, 59, 59, 999000),
+    date(1, 1, 1),
+    date(9999, 12, 31),
+]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_edge_dates_match_node(local_tz: Any, zone: str) -> None:
+    """Keys, SQL (every timezone option) and JSON of dates at years 1 and 9999, aware and
+    local, are Node's, though their instants may lie outside Python's years."""
+    local_tz(zone)
+    keys = run_node(
+        [node_op("key", {"query": "q", "params": [d], "names": ["N"]}) for d in EDGE_DATES], tz=zone
+    )
+    assert keys == [build_key("q", [d], ["N"]) for d in EDGE_DATES]
+    values = run_node([node_op("json", {"value": [d]}) for d in EDGE_DATES], tz=zone)
+    assert values == [encode([d]).decode() for d in EDGE_DATES]
+    for option in ("local", "Z", "+05:30", "-08:00"):
+        mysql = None if option == "local" else {"host": "127.0.0.1", "timezone": option}
+        sql = run_node(
+            [node_op("sql", {"query": "SELECT ?", "params": [d]}) for d in EDGE_DATES],
+            mysql=mysql,
+            tz=zone,
+        )
+        assert sql == [format_query("SELECT ?", [d], option) for d in EDGE_DATES], option
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import inspect
 import logging
 import math
 import random
@@ -32,7 +33,7 @@ from ._node.keys import (
 )
 from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
 from ._node.rows import shape
-from ._node.sql import format_query
+from ._node.sql import format_query, refuse_too_few
 from ._redis.breaker import Breaker, Guard
 from ._redis.copies import Decodes
 from ._redis.holder import RedisConfig, RedisHolder
@@ -296,7 +297,10 @@ class MRCClient:
         )
 
     def _text(self, query: str, params: object, runs_sql: bool) -> str:
-        """The query text to format and hash, after checking params and paramstyle."""
+        """The query text to format and hash, after checking it, the params and the
+        paramstyle (`runs_sql`: the text will be sent to MySQL with the params)."""
+        if type(query) is not str:
+            raise InvalidArgumentError(f"query must be a str, got {type(query).__name__}")
         if type(params) is list:
             if runs_sql:
                 for value in params:  # most params are ints and strs: skip the walk
@@ -308,12 +312,15 @@ class MRCClient:
             check_params(params)
             if runs_sql and params:
                 refuse_non_finite(cast(Sequence[object], params))
+        text = query
         if "%" in query and params is not None:
             if self._paramstyle == "format":
-                return format_to_qmark(query)
-            if runs_sql and params:
+                text = format_to_qmark(query)
+            elif runs_sql and params:
                 refuse_percent_placeholders(query)
-        return query
+        if runs_sql and params is not None:
+            refuse_too_few(text, len(cast(Sequence[object], params)))
+        return text
 
     async def query_to_promise(self, query: str, params: Sequence[object] | None = None) -> Any:
         """Run a query without the cache and return what the cache would store for it.
@@ -431,12 +438,15 @@ class MRCClient:
         tuples lists).
 
         Raises:
-            InvalidArgumentError: unnamed params or a bad ttl.
+            InvalidArgumentError: unnamed params, a bad ttl, a query that is not a str, or
+                an `fn` that is not an async function.
             EncodeError: `fn()`'s result has no JSON form (nothing is cached).
             CacheError: Redis failed, with `fail_open=False`.
             ClientClosedError: `close()` cut the call short.
             Whatever `fn()` raises, unchanged.
         """
+        if not callable(fn):
+            raise InvalidArgumentError(f"fn must be an async function, got {type(fn).__name__}")
         text = self._text(query, params, False)
         return await self._with_cache(fn, text, params, param_names, ttl, json_shaped=False)
 
@@ -507,6 +517,8 @@ class MRCClient:
                 return cached
         if fn is None:
             fn = self._sql(query, params)
+        elif not json_shaped:
+            fn = _awaited(fn)
         if not unambiguous:
             self.stats.bypasses += 1
             logger.debug("bypassing the cache: params could build another call's key %s", key)
@@ -724,6 +736,21 @@ class MRCClient:
             self._decodes.clear()
         finally:
             self._closing = False
+
+
+def _awaited(fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
+    """`fn`, refusing a result that cannot be awaited (a plain function passed as `fn`)."""
+
+    async def call() -> Any:
+        result = fn()
+        if not inspect.isawaitable(result):
+            raise InvalidArgumentError(
+                f"fn must be an async function: it returned a {type(result).__name__}, "
+                "not an awaitable (nothing was cached)"
+            )
+        return await result
+
+    return call
 
 
 def _is_pool(config: object) -> bool:

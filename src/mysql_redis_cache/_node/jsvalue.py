@@ -97,7 +97,10 @@ def js_string(value: object) -> str:
     if isinstance(value, Mapping):
         return "[object Object]"
     if isinstance(value, date):
-        return date_to_string(to_instant(value))
+        try:
+            return date_to_string(to_instant(value))
+        except OverflowError:  # an instant in year 0 or 10000: fine for a JS Date
+            return far_date_to_string(instant_ms(value))
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise InvalidParamError(f"non-finite Decimal {value!r} has no SQL form")
@@ -171,41 +174,86 @@ def date_to_string(instant: datetime) -> str:
     zone_name = local_zone_name()
     local = instant.astimezone(_zone(zone_name))
     offset = local.utcoffset() or timedelta()
+    utc = instant.astimezone(UTC)
+    fields = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second)
+    return _date_text(
+        local.weekday(), local.year, local.month, local.day,
+        (local.hour, local.minute, local.second), offset, zone_name, fields,
+    )  # fmt: skip
+
+
+def far_date_to_string(ms: int) -> str:
+    """`date_to_string` for an instant, given as epoch milliseconds, in a year Python's
+    datetime cannot hold (0, or 10000)."""
+    zone_name = local_zone_name()
+    offset = local_offset(ms)
+    days, rest = divmod(ms + offset // timedelta(milliseconds=1), 86_400_000)
+    year, month, day = civil_from_days(days)
+    clock = (rest // 3_600_000, rest // 60_000 % 60, rest // 1000 % 60)
+    utc_days, utc_rest = divmod(ms, 86_400_000)
+    fields = (*civil_from_days(utc_days), utc_rest // 3_600_000, utc_rest // 60_000 % 60, 0)
+    return _date_text((days + 3) % 7, year, month, day, clock, offset, zone_name, fields)
+
+
+def local_offset(ms: int) -> timedelta:
+    """The local zone's UTC offset at the instant `ms`; outside Python's years, the one at
+    the nearest instant it can hold (the zone's first offset before year 1, which is
+    where V8 finds it too; its rule for the season at the end of 9999)."""
+    low, high = datetime(1, 1, 1, 14, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)
+    edge = low if ms < instant_ms(low) else high if ms > instant_ms(high) else None
+    instant = edge if edge is not None else datetime.fromtimestamp(ms / 1000, UTC)
+    return instant.astimezone(local_zone()).utcoffset() or timedelta()
+
+
+def _date_text(
+    weekday: int,
+    year: int,
+    month: int,
+    day: int,
+    clock: tuple[int, int, int],
+    offset: timedelta,
+    zone_name: str,
+    utc: tuple[int, int, int, int, int, int],
+) -> str:
+    """toString()'s text for a local wall time (`weekday` 0 is Monday) and its offset;
+    `utc` holds the instant's UTC fields, for the zone's name."""
     names = _zone_names().get(zone_name)
     if names is None:
         long_name = "GMT" + (_offset_text(offset, True) if offset else "")
     else:
-        long_name = names[1] if _labelled_dst(instant, zone_name) else names[0]
+        long_name = names[1] if _labelled_dst(utc, zone_name) else names[0]
+    hour, minute, second = clock
     return (
-        f"{_WEEKDAYS[local.weekday()]} {_MONTHS[local.month - 1]} {local.day:02d} "
-        f"{local.year:04d} {local.hour:02d}:{local.minute:02d}:{local.second:02d} "
-        f"GMT{_offset_text(offset, False)} ({long_name})"
+        f"{_WEEKDAYS[weekday]} {_MONTHS[month - 1]} {day:02d} {year:04d} "
+        f"{hour:02d}:{minute:02d}:{second:02d} GMT{_offset_text(offset, False)} ({long_name})"
     )
 
 
 _V8_TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2038, 1, 19, 3, 14, 7, tzinfo=UTC))
 
 
-def _labelled_dst(instant: datetime, zone_name: str) -> bool:
-    """Whether V8 names the zone's daylight time for `instant`.
+def _labelled_dst(utc: tuple[int, int, int, int, int, int], zone_name: str) -> bool:
+    """Whether V8 names the zone's daylight time for the instant with these UTC fields.
 
     Outside 1970-2038 V8 takes the name (not the offset) at an equivalent instant: the
     same UTC month, day and time in a year of 2008-2035 that starts on the same weekday
     and has the same length. So history (no DST in 1902, war time in 1944) is ignored.
     """
     start, end = _V8_TIME_RANGE
-    utc = instant.astimezone(UTC)
-    if start <= utc <= end:
-        return bool(utc.astimezone(_zone(zone_name)).dst())
-    leap = utc.year % 4 == 0 and (utc.year % 100 != 0 or utc.year % 400 == 0)
-    weekday = (days_from_civil(utc.year, 1, 1) + 4) % 7  # 0 = Sunday, as V8 counts
+    year, month, day, hour, minute, second = utc
+    if start.year <= year <= end.year:
+        instant = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        if start <= instant <= end:
+            return bool(instant.astimezone(_zone(zone_name)).dst())
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    weekday = (days_from_civil(year, 1, 1) + 4) % 7  # 0 = Sunday, as V8 counts
     recent = (1956 if leap else 1967) + (weekday * 12) % 28
-    year = 2008 + (recent + 3 * 28 - 2008) % 28
-    day = min(utc.day, 28 if utc.month == 2 and not leap else 31)
+    equivalent_year = 2008 + (recent + 3 * 28 - 2008) % 28
+    day = min(day, 28 if month == 2 and not leap else 31)
     try:
-        equivalent = utc.replace(year=year, day=day)
+        equivalent = datetime(equivalent_year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
-        equivalent = utc.replace(year=year, day=30)
+        equivalent = datetime(equivalent_year, month, 30, hour, minute, second, tzinfo=UTC)
     return bool(equivalent.astimezone(_zone(zone_name)).dst())
 
 

@@ -6,6 +6,7 @@ query and params under its default options, so both languages run the same SQL.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -18,6 +19,7 @@ from .jsvalue import (
     js_number,
     js_object,
     js_string,
+    local_offset,
     local_zone,
     to_instant,
     utc_ms,
@@ -95,12 +97,11 @@ def _write_far_date(value: date, timezone: str) -> str:
             ms = utc_ms(value.year, value.month, value.day, value.hour, value.minute,
                         value.second, value.microsecond // 1000)  # fmt: skip
         return _format_wall_ms(ms, value)
-    offset = None if timezone == "local" else _timezone_offset_minutes(timezone)
-    if offset is None:
-        raise InvalidParamError(
-            f"{value!r} is outside the years this library can convert to the local zone"
-        )
-    return _format_wall_ms(instant_ms(value) + round(offset * 60_000), value)
+    ms = instant_ms(value)
+    if timezone == "local":  # the instant's local wall time, as a JS Date's getters give it
+        return _format_wall_ms(ms + local_offset(ms) // timedelta(milliseconds=1), value)
+    offset = _timezone_offset_minutes(timezone)
+    return _format_wall_ms(ms + round((offset or 0) * 60_000), value)
 
 
 def _format_wall_ms(ms: int, value: date) -> str:
@@ -393,6 +394,33 @@ def format_query(
         return sql
     result.append(sql[chunk_start:])
     return "".join(result)
+
+
+@functools.lru_cache(maxsize=1024)  # asked on every call, hit or miss: per query text once
+def placeholder_count(sql: str) -> int:
+    """How many params `sql` takes: its `?` and `??` outside quotes and comments."""
+    count = 0
+    placeholder = next_outside(sql, 0)
+    while placeholder != -1:
+        end = placeholder + 1
+        while _char(sql, end) == "?":
+            end += 1
+        count += end - placeholder <= 2  # '???' is no placeholder
+        placeholder = next_outside(sql, end)
+    return count
+
+
+def refuse_too_few(sql: str, given: int) -> None:
+    """Refuse `given` params for `sql` if it has more placeholders, before anything runs.
+
+    Raises:
+        InvalidParamError: fewer params than placeholders.
+    """
+    if given < placeholder_count(sql):
+        raise InvalidParamError(
+            f"the query has {placeholder_count(sql)} ? placeholders but {given} params were "
+            "given; mysql2 would send the rest as a literal ?"
+        )
 
 
 def _refuse_unfilled(sql: str, placeholder: int, given: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .._errors import InvalidArgumentError
 from .._node.jsvalue import js_string, utf8
@@ -19,8 +19,9 @@ def tokens_for(names: Sequence[str], values: Sequence[object]) -> list[bytes]:
         InvalidArgumentError: no names, lengths that differ, or a name that cannot be
             matched soundly (empty, or containing '=').
     """
-    if isinstance(names, str) or isinstance(values, str):
-        raise InvalidArgumentError("key_names and key_values must be lists, not strings")
+    for label, given in (("key_names", names), ("key_values", values)):
+        if isinstance(given, str | bytes | Mapping) or not isinstance(given, Sequence):
+            raise InvalidArgumentError(f"{label} must be a list, got {type(given).__name__}")
     if not names:
         raise InvalidArgumentError(
             "key_names is empty: refusing, as Node would then delete every key in the database"
