@@ -3,7 +3,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv on PATH, else the one installed into the pyenv Python that .python-version selects.
 UV ?= $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 
-.PHONY: help install services demo test test-interop fuzz lint format typecheck check build bench bench-invalidation clean
+.PHONY: help install services demo test test-interop fuzz lint format typecheck check build release-check bench bench-invalidation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,11 @@ interop/node_modules/.installed: interop/package.json interop/package-lock.json
 services: .venv/.installed  ## start MariaDB and Redis if they do not answer (local servers, else docker compose)
 	PYTHON=.venv/bin/python ./scripts/services
 
-demo: install services  ## see the cache work: miss, hit, invalidate, miss (cleans up after itself)
-	$(UV) run mrc demo
+demo:  ## see the cache work: miss, hit, invalidate, miss, on its own table and entries (installs only what it needs)
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --inexact --no-dev --extra fast
+	PYTHON=.venv/bin/python ./scripts/services
+	$(UV) run --no-sync mrc demo
 
 test: install services  ## the whole suite with branch coverage, twice: asyncmy + orjson, aiomysql + stdlib json
 	MRC_MYSQL_DRIVER=asyncmy $(UV) run pytest --cov --cov-report= --cov-fail-under=0
@@ -37,12 +40,12 @@ test-interop:  ## only the tests that run the real npm package
 	$(UV) run pytest -m interop
 
 lint:  ## ruff lint and format check
-	$(UV) run ruff check src tests benchmarks
-	$(UV) run ruff format --check src tests benchmarks
+	$(UV) run ruff check src tests benchmarks scripts
+	$(UV) run ruff format --check src tests benchmarks scripts
 
 format:  ## apply ruff's formatting and safe fixes
-	$(UV) run ruff format src tests benchmarks
-	$(UV) run ruff check --fix src tests benchmarks
+	$(UV) run ruff format src tests benchmarks scripts
+	$(UV) run ruff check --fix src tests benchmarks scripts
 
 typecheck:  ## mypy --strict over src and tests
 	$(UV) run mypy
@@ -51,6 +54,9 @@ check: lint typecheck  ## lint + types
 
 build:  ## wheel and sdist into dist/
 	$(UV) build
+
+release-check: install  ## build, then check the wheel's and sdist's metadata, and that version, CHANGELOG and tag agree
+	UV="$(UV)" $(UV) run python scripts/release_check.py
 
 bench-invalidation:  ## invalidation at 100k and 1M keys vs Node and a raw redis-py loop
 	$(UV) run python -m benchmarks.invalidation

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pymysql
 import pytest
 import redis
 
-from mysql_redis_cache._cli import DEMO_QUERY, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from mysql_redis_cache._cli import (
+    DEMO_NAME,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
+    EXIT_TERMINATED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    main,
+)
 
 from .conftest import REDIS_URL, stored_keys
 
@@ -78,21 +88,74 @@ def test_demo_shows_miss_hit_invalidate_miss(redis_sync: redis.Redis) -> None:
     outcomes = [line.split()[2] for line in text.splitlines() if "call:" in line]
     assert 0 == code
     assert ["MISS", "HIT", "MISS"] == outcomes
-    assert "invalidated StoreId=6: 1 cache entry dropped" in text
-    assert DEMO_QUERY in text
+    assert f"invalidated {DEMO_NAME}=" in text
     assert "MySQL: mysql://root:@127.0.0.1:3306/test" in text
 
 
-def test_demo_cleans_up(redis_sync: redis.Redis) -> None:
-    """demo leaves neither its table nor a cache entry behind."""
-    assert 0 == run("demo")[0]
-    assert set() == stored_keys(redis_sync)
+def demo_tables() -> set[str]:
     with (
         pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
         conn.cursor() as cur,
     ):
-        cur.execute("SHOW TABLES LIKE 'mrc_demo'")
-        assert () == cur.fetchall()
+        cur.execute("SHOW TABLES LIKE 'mrc\\_demo%'")
+        return {row[0] for row in cur.fetchall()}
+
+
+@pytest.fixture
+def unrelated(redis_sync: redis.Redis) -> Iterator[set[bytes]]:
+    """Entries of another service that share the old demo's StoreId=6, and a table named
+    as the old demo's: the demo must leave all of them alone."""
+    keys = {f"StoreId=6_{n}_".encode() + b"b" * 40 for n in range(2)}
+    for key in keys:
+        redis_sync.set(key, b"[1]")
+    with (
+        pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("CREATE OR REPLACE TABLE mrc_demo (id INT)")
+    yield keys
+    with (
+        pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("DROP TABLE IF EXISTS mrc_demo")
+
+
+def test_demo_touches_only_its_own_data(redis_sync: redis.Redis, unrelated: set[bytes]) -> None:
+    """demo leaves others' entries and tables as they were, and nothing of its own."""
+    assert 0 == run("demo")[0]
+    assert unrelated == stored_keys(redis_sync)
+    assert {"mrc_demo"} == demo_tables()
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "code"),
+    [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_an_interrupted_demo_cleans_up(
+    redis_sync: redis.Redis, unrelated: set[bytes], signal_number: int, code: int
+) -> None:
+    """Interrupted after its first call, demo still removes its table and entry."""
+    env = {**os.environ, "MRC_REDIS_URL": REDIS_URL, "MRC_MYSQL_URL": MYSQL_URL}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mysql_redis_cache", "demo", "--pause", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("1st call"):
+            break
+    assert len(stored_keys(redis_sync)) == len(unrelated) + 1  # the demo's entry
+    proc.send_signal(signal_number)
+    _, err = proc.communicate(timeout=30)
+    assert code == proc.returncode, err
+    assert 1 == len(err.splitlines()), err
+    assert unrelated == stored_keys(redis_sync)
+    assert {"mrc_demo"} == demo_tables()
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -118,6 +181,17 @@ FAILURES = {
     "stats-sample-0": (["stats", "--sample", "0"], 2),
     "stats-sample-negative": (["stats", "--sample", "-5"], 2),
     "get-placeholder-without-params": (["get", "SELECT ?"], 2),
+    "stats-cluster-with-db": (["--redis-url", "redis://127.0.0.1:6379/9", "--cluster", "stats"], 2),
+    "stats-cluster-after": (["stats", "--redis-url", "redis://127.0.0.1:6379/9", "--cluster"], 2),
+    "stats-sample-abc": (["stats", "--sample", "abc"], 2),
+    "get-redis-down": (
+        ["get", "SELECT ?", "-p", "StoreId=6", "--redis-url", "redis://127.0.0.1:1/0"],
+        3,
+    ),
+    "invalidate-redis-down": (
+        ["invalidate", "StoreId=6", "--redis-url", "redis://127.0.0.1:1/0"],
+        3,
+    ),
 }
 
 
@@ -178,10 +252,37 @@ def test_version() -> None:
 
 
 def test_unreachable_service_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
-    """An unreachable Redis gives exit code 3 and a one-line message."""
+    """An unreachable Redis gives exit code 3 and a line naming the command and the server,
+    not a command the user never ran."""
     code = main(["--redis-url", "redis://127.0.0.1:1/0", "invalidate", "A=1"], io.StringIO())
     assert EXIT_UNAVAILABLE == code
-    assert capsys.readouterr().err.startswith("mrc: Redis")
+    err = capsys.readouterr().err
+    assert err.startswith("mrc invalidate: Redis at redis://127.0.0.1:1/0 is unreachable:")
+    assert "DBSIZE" not in err
+
+
+def test_sample_must_be_a_positive_number(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["stats", "--sample", "abc"], io.StringIO())
+    assert EXIT_USAGE == exit_.value.code
+    assert "mrc: argument --sample: expected a positive whole number, got 'abc'" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats", "--sample", "5", "--redis-url", REDIS_URL],
+        ["invalidate", "X=1", "--dry-run", "--redis-url", REDIS_URL],
+        ["get", "SELECT 1", "--redis-url", REDIS_URL, "--mysql-url", MYSQL_URL],
+        ["demo", "--mysql-url", MYSQL_URL, "--redis-url", REDIS_URL],
+    ],
+    ids=["stats", "invalidate", "get", "demo"],
+)
+def test_connection_flags_after_the_command(redis_sync: redis.Redis, argv: list[str]) -> None:
+    """--redis-url and --mysql-url work after the command as before it."""
+    assert 0 == main(argv, io.StringIO())
 
 
 @pytest.mark.parametrize(

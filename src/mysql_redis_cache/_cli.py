@@ -1,7 +1,8 @@
 """The `mrc` command: invalidate, inspect and demonstrate the cache from a shell.
 
 Exit codes: 0 success, 1 the output could not be written (full disk, closed pipe),
-2 bad usage or input, 3 MySQL or Redis unreachable or failing.
+2 bad usage or input, 3 MySQL or Redis unreachable or failing, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM, where the command cleans up first: `demo`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -19,15 +23,23 @@ from typing import Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
 from ._client import MRCClient
-from ._errors import CacheError, ConfigError, InvalidArgumentError, MRCError
+from ._errors import (
+    CacheError,
+    CacheUnavailableError,
+    ConfigError,
+    InvalidArgumentError,
+    MRCError,
+    QueryError,
+)
 from ._node.sql import format_query
-from ._redis.config import check_redis_url
+from ._redis.config import check_redis_url, parse_redis_config
 from ._redis.invalidate import param_part
 from ._server import DropProgress, MRCServer
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
 EXIT_OUTPUT, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # as shells report SIGINT and SIGTERM
 _TTL_BUCKETS = (
     (60, "< 1 min"),
     (3600, "< 1 h"),
@@ -130,6 +142,7 @@ async def _stats(args: argparse.Namespace, out: _Output) -> None:
     from redis.exceptions import RedisClusterException, RedisError
 
     check_redis_url(args.redis_url)
+    parse_redis_config(_redis_config(args))  # a cluster with a database number, say
     client: Any
     if args.cluster:
         client = aioredis.RedisCluster.from_url(args.redis_url, socket_connect_timeout=2)
@@ -199,9 +212,12 @@ def _redis_config(args: argparse.Namespace) -> Any:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
 
 
@@ -234,46 +250,62 @@ async def _get(args: argparse.Namespace, out: _Output) -> None:
         out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
-DEMO_QUERY = "SELECT id, name, price FROM mrc_demo WHERE store_id = ? ORDER BY id"
+DEMO_NAME = "DemoRun"  # the param name of the demo's entries; the value is the run's id
 
 
 async def _demo(args: argparse.Namespace, out: _Output) -> None:
+    run_id = secrets.token_hex(4)
+    table = f"mrc_demo_{run_id}"
+    query = f"SELECT id, name, price FROM {table} WHERE demo_run = ? ORDER BY id"
     out.write(f"MySQL: {_without_password(args.mysql_url)}  Redis: {args.redis_url}\n")
-    async with MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client:
-        # plain DDL that MySQL 8 and MariaDB both take
-        await client.query_to_promise("DROP TABLE IF EXISTS mrc_demo")
-        await client.query_to_promise(
-            "CREATE TABLE mrc_demo "
-            "(id INT PRIMARY KEY, store_id INT, name VARCHAR(40), price DECIMAL(8,2))"
-        )
+    out.write(
+        f"this run creates table {table} and cache entries named {DEMO_NAME}={run_id}, "
+        "and removes exactly those (also when interrupted)\n"
+    )
+    out.flush()
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    async with (
+        MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client,
+        MRCServer(_redis_config(args)) as server,
+    ):
         try:
+            # plain DDL that MySQL 8 and MariaDB both take; the name is this run's own
             await client.query_to_promise(
-                "INSERT INTO mrc_demo VALUES (1, 6, 'espresso', 1.20),"
-                " (2, 6, 'cappuccino', 1.50), (3, 7, 'tea', 1.00)"
+                f"CREATE TABLE {table} (id INT PRIMARY KEY, demo_run CHAR(8),"
+                " name VARCHAR(40), price DECIMAL(8,2))"
             )
-            out.write(f"query: {DEMO_QUERY}  params: StoreId=6\n")
-            async with MRCServer(_redis_config(args)) as server:
-                await server.drop_outdated_cache(["StoreId"], [6])  # start cold
-                await _demo_call(client, out, "1st call")
-                await _demo_call(client, out, "2nd call")
-                dropped = await server.drop_outdated_cache(["StoreId"], [6])
-                out.write(f"invalidated StoreId=6: {_entries(dropped)} dropped\n")
-                await _demo_call(client, out, "3rd call")
-                key = client.get_key_from_query(DEMO_QUERY, [6], ["StoreId"])
-                out.write(f"key: {key}\n")
-                await server.drop_outdated_cache(["StoreId"], [6])  # leave no entry behind
+            await client.query_to_promise(
+                f"INSERT INTO {table} VALUES (1, ?, 'espresso', 1.20), (2, ?, 'cappuccino', 1.50)",
+                [run_id, run_id],
+            )
+            out.write(f"query: {query}  params: {DEMO_NAME}={run_id}\n")
+            for label in ("1st call", "2nd call"):
+                await _demo_call(client, out, label, query, run_id, args.pause)
+            dropped = await server.drop_outdated_cache([DEMO_NAME], [run_id])
+            out.write(f"invalidated {DEMO_NAME}={run_id}: {_entries(dropped)} dropped\n")
+            await _demo_call(client, out, "3rd call", query, run_id, args.pause)
+            out.write(f"key: {client.get_key_from_query(query, [run_id], [DEMO_NAME])}\n")
         finally:
-            await client.query_to_promise("DROP TABLE IF EXISTS mrc_demo")
-    out.write("cleaned up: table mrc_demo and its cache entry removed\n")
+            await server.drop_outdated_cache([DEMO_NAME], [run_id])
+            await client.query_to_promise(f"DROP TABLE IF EXISTS {table}")
+            loop.remove_signal_handler(signal.SIGTERM)
+    out.write(f"cleaned up: table {table} and its cache entry removed\n")
 
 
-async def _demo_call(client: MRCClient, out: _Output, label: str) -> None:
+async def _demo_call(
+    client: MRCClient, out: _Output, label: str, query: str, run_id: str, pause: float
+) -> None:
     hits = client.stats.hits
     start = time.perf_counter()
-    rows = await client.query_with_cache(DEMO_QUERY, [6], ["StoreId"])
+    rows = await client.query_with_cache(query, [run_id], [DEMO_NAME])
     elapsed = (time.perf_counter() - start) * 1000
     outcome = "HIT " if client.stats.hits > hits else "MISS"
     out.write(f"{label}: {outcome} {elapsed:7.2f} ms  {json.dumps(rows)}\n")
+    out.flush()
+    await asyncio.sleep(pause)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -290,6 +322,41 @@ class _Parser(argparse.ArgumentParser):
             out.flush()
 
 
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every command takes, before or after its name: with `defaults` on the
+    main parser; without on each command's, so that one not given there leaves the main
+    parser's value (argparse.SUPPRESS)."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    redis_url = os.environ.get("MRC_REDIS_URL", DEFAULT_REDIS_URL)
+    mysql_url = os.environ.get("MRC_MYSQL_URL", DEFAULT_MYSQL_URL)
+    parser.add_argument(
+        "--redis-url",
+        default=default(redis_url),
+        help=f"Redis URL (env MRC_REDIS_URL; default {DEFAULT_REDIS_URL})",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=default(mysql_url),
+        help=f"MySQL URL (env MRC_MYSQL_URL; default {DEFAULT_MYSQL_URL})",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        default=default(False),
+        help="the Redis URL names a node of a Redis Cluster",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="also print the library's log messages (Redis outages and the like)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mrc", description="Inspect and invalidate the MySQL query cache in Redis."
@@ -297,32 +364,29 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {version('actvalue.mysql-redis-cache')}"
     )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("MRC_REDIS_URL", DEFAULT_REDIS_URL),
-        help="Redis URL (env MRC_REDIS_URL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--mysql-url",
-        default=os.environ.get("MRC_MYSQL_URL", DEFAULT_MYSQL_URL),
-        help="MySQL URL (env MRC_MYSQL_URL; default %(default)s)",
-    )
-    parser.add_argument(
-        "--cluster", action="store_true", help="the Redis URL names a node of a Redis Cluster"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    invalidate = commands.add_parser("invalidate", help="drop the entries of param values")
+    _connection_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        _connection_options(sub, defaults=False)
+        return sub
+
+    invalidate = command("invalidate", "drop the entries of param values")
     invalidate.add_argument("pairs", nargs="+", metavar="Name=Value")
     invalidate.add_argument(
         "--all", action="store_true", help="entries must match every pair (default: any)"
     )
     invalidate.add_argument("--dry-run", action="store_true", help="count, delete nothing")
-    stats = commands.add_parser("stats", help="summarize a sample of the cache")
+    stats = command("stats", "summarize a sample of the cache")
     stats.add_argument("--sample", type=_positive, default=10_000, help="keys to sample")
-    get = commands.add_parser("get", help="show the key and cached value of a query")
+    get = command("get", "show the key and cached value of a query")
     get.add_argument("query")
     get.add_argument("-p", "--param", action="append", default=[], metavar="Name=Value")
-    commands.add_parser("demo", help="see the cache work against local MariaDB and Redis")
+    demo = command("demo", "see the cache work on a table and entries of its own, then remove them")
+    demo.add_argument(
+        "--pause", type=float, default=0.0, metavar="SECONDS", help="wait between the calls"
+    )
     return parser
 
 
@@ -332,8 +396,13 @@ _COMMANDS = {"invalidate": _invalidate, "stats": _stats, "get": _get, "demo": _d
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI; returns the exit code (0, 1 output failed, 2 bad input, 3 a server failed)."""
     stream = _Output(out or sys.stdout)
+    logger = logging.getLogger("mysql_redis_cache")
+    handler = _LineHandler()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # the command reports failures
     try:
         args = _parser().parse_args(argv)
+        handler.setLevel(logging.INFO if args.verbose else logging.CRITICAL + 1)
         asyncio.run(_COMMANDS[args.command](args, stream))
         stream.flush()
     except OutputError as exc:
@@ -341,13 +410,41 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (UsageError, InvalidArgumentError, ConfigError) as exc:
         sys.stderr.write(f"mrc: {exc}\n")
         return EXIT_USAGE
-    except MRCError as exc:  # MySQL or Redis failed, or could not be reached
-        sys.stderr.write(f"mrc: {exc}\n")
+    except (MRCError, OSError) as exc:  # MySQL or Redis failed, or could not be reached
+        sys.stderr.write(f"mrc {args.command}: {_failure(exc, args)}\n")
         return EXIT_UNAVAILABLE
-    except OSError as exc:
-        sys.stderr.write(f"mrc: {exc}\n")
-        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        sys.stderr.write("mrc: interrupted\n")
+        return EXIT_INTERRUPTED
+    except asyncio.CancelledError:  # SIGTERM, where a command handles it
+        sys.stderr.write("mrc: terminated\n")
+        return EXIT_TERMINATED
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
     return 0
+
+
+class _LineHandler(logging.Handler):
+    """The library's log records as `mrc: ...` lines on stderr (with --verbose)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"mrc: {record.levelname.lower()}: {record.getMessage()}\n")
+
+
+def _failure(exc: BaseException, args: argparse.Namespace) -> str:
+    """What failed, in terms of what the user asked for: the server and its root cause."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    reason = str(cause) or type(cause).__name__
+    if isinstance(exc, CacheUnavailableError):
+        return f"Redis at {_without_password(args.redis_url)} is unreachable: {reason}"
+    if isinstance(exc, CacheError):
+        return f"Redis at {_without_password(args.redis_url)} failed: {reason}"
+    if isinstance(exc, QueryError):
+        return f"MySQL at {_without_password(args.mysql_url)} failed: {reason}"
+    return reason
 
 
 def _output_failed(exc: OutputError, own_stdout: bool) -> int:
