@@ -9,6 +9,7 @@ import inspect
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, cast
 
@@ -145,6 +146,13 @@ class MRCClient:
             as long, the local cache is emptied and unused until Redis answers again. The
             longest a change made elsewhere can go unseen through a silent network
             partition is twice this.
+        refresh_ahead: False (default), True, or XFetch's β as a positive float (True is
+            1.0; larger refreshes earlier). On, a hit also reads its entry's remaining TTL,
+            in the same round trip, and now and then refreshes the entry in the background
+            before it expires, so a hot entry's readers never wait for MySQL after its
+            first fill. A refresh runs like a fill (single-flight, the fill marker, the
+            store script, the jittered TTL), in one process at a time (it takes the key's
+            lock), and only once this process has timed a fill of the same query.
         max_fills: how many misses may fill at once (their query or `fn` running, their
             fill marker set); the rest wait their turn in order, and callers of a key
             already filling join that fill. None (default): twice the MySQL pool size
@@ -182,6 +190,7 @@ class MRCClient:
         max_fills: int | None = None,
         scripts: bool = True,
         local_cache_heartbeat: float = 1.0,
+        refresh_ahead: bool | float = False,
     ) -> None:
         """Check the configuration; nothing connects until first use (see the class docs).
 
@@ -198,6 +207,7 @@ class MRCClient:
             raise ConfigError(f"max_fills must be a positive int, got {max_fills!r}")
         if not isinstance(scripts, bool):
             raise ConfigError(f"scripts must be True or False, got {scripts!r}")
+        self._refresh_beta = _beta(refresh_ahead)
         for name, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
@@ -231,6 +241,7 @@ class MRCClient:
             self.stats,
             None if local_cache is None else (local_cache, local_cache_ttl, local_cache_heartbeat),
             scripts=scripts,
+            with_ttls=self._refresh_beta is not None,
         )
         self._guard = Guard(
             Breaker(breaker_cooldown, fail_open),
@@ -514,6 +525,8 @@ class MRCClient:
                     raw = await self._guard.failed(exc, None)
                 cached = self._take(key, raw)
             if cached is not _MISSING:
+                if self._refresh_beta is not None:
+                    self._consider_refresh(key, fn, query, params, ttl)
                 return cached
         if fn is None:
             fn = self._sql(query, params)
@@ -524,6 +537,29 @@ class MRCClient:
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
         return await self._flights.miss(key, fn, _ttl_with_jitter(ttl), json_shaped)
+
+    def _consider_refresh(
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[Any]] | None,
+        query: str,
+        params: Sequence[object] | None,
+        ttl: int,
+    ) -> None:
+        """After a hit, refresh the entry in the background if XFetch says it is time:
+        when δ·β·(-ln U) reaches the time left before it expires, with δ the duration of
+        the last fill of its query here and U uniform on (0, 1]. The hotter the key, the
+        earlier (one of its many hits draws a large -ln U), at no cost to the hit."""
+        assert self._refresh_beta is not None
+        expiry = self._redis.expiry(key)
+        delta = self._flights.delta(key)
+        if expiry is None or expiry == math.inf or delta is None:
+            return  # no expiry known or none to keep, or no fill measured yet
+        draw = delta * self._refresh_beta * -math.log(1.0 - random.random())
+        if draw < expiry - time.monotonic():
+            return
+        fill = self._sql(query, params) if fn is None else _awaited(fn)
+        self._flights.refresh(key, fill, _ttl_with_jitter(ttl), fn is None)
 
     async def query_many_with_cache(
         self,
@@ -560,6 +596,10 @@ class MRCClient:
             elif (at := first.setdefault(key, index)) != index:
                 repeats.append((index, at))
         values, raws = await self._read_many(list(first))
+        if self._refresh_beta is not None:
+            for (key, at), value in zip(first.items(), values, strict=True):
+                if value is not _MISSING:
+                    self._consider_refresh(key, None, items[at][0], params_list[at], ttl)
         if len(values) == len(items) and _MISSING not in values:
             return values  # distinct keys, all cached (most batches): in order already
         results: list[Any] = [None] * len(items)
@@ -736,6 +776,17 @@ class MRCClient:
             self._decodes.clear()
         finally:
             self._closing = False
+
+
+def _beta(refresh_ahead: object) -> float | None:
+    """XFetch's β from the refresh_ahead option: None when off."""
+    if refresh_ahead is False:
+        return None
+    if refresh_ahead is True:
+        return 1.0
+    if isinstance(refresh_ahead, int | float) and 0 < refresh_ahead < math.inf:
+        return float(refresh_ahead)
+    raise ConfigError(f"refresh_ahead must be True, False or a positive β, got {refresh_ahead!r}")
 
 
 def _awaited(fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:

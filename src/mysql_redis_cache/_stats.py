@@ -23,6 +23,10 @@ class CacheStats:
         their key overtook them while they ran.
     unstored: fills and writes not stored because Redis refused writes (a read-only
         replica, memory full with noeviction), whether they were sent or held back.
+    refreshes: entries refreshed ahead of their expiry (`refresh_ahead`): their query or
+        function ran in the background after a hit.
+    refresh_errors: refreshes whose query or function failed (the entry stays until it
+        expires).
     """
 
     hits: int = 0
@@ -38,6 +42,8 @@ class CacheStats:
     refused: int = 0
     oversized: int = 0
     unstored: int = 0
+    refreshes: int = 0
+    refresh_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict, e.g. for a metrics exporter."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,12 +15,14 @@ from .._node.json import decode, encode, encode_rows
 from .._redis.breaker import Guard
 from .._redis.fills import tokens
 from .._redis.holder import RedisHolder
+from .._redis.states import Occasional
 from .._stats import CacheStats
 from .admission import Admission
 
 logger = logging.getLogger("mysql_redis_cache")
 
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
+_DELTAS = 4096  # query texts whose last fill time is kept
 
 type Flight = asyncio.Future[tuple[Any, bytes | None]]
 
@@ -52,6 +55,11 @@ class Flights:
         self.admission = Admission(max_fills)
         self._in_flight: dict[str, Flight] = {}
         self._waiting: dict[Flight, int] = {}  # callers awaiting each fill
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._deltas: OrderedDict[str, float] = OrderedDict()  # last fill time per query
+        self._failures = Occasional(
+            "a refresh ahead of expiry failed (the entry stays until it expires)", "refresh_errors"
+        )
         self.closing = False
 
     def __bool__(self) -> bool:
@@ -118,16 +126,62 @@ class Flights:
                 raise ClientClosedError("the client is closing")
             return await self._run(key, fn, expiry, json_shaped)
 
-    async def _run(
+    def delta(self, key: str) -> float | None:
+        """How long the last fill of `key`'s query text took here, in seconds (None: none
+        yet). Keys of one query text share their last 40 characters, its SHA-1."""
+        return self._deltas.get(key[-40:])
+
+    def refresh(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> None:
+        """Refresh the entry at `key` in the background, unless a fill or a refresh of it
+        runs here already. It waits its turn like a fill, and runs only if it can claim
+        the key's lock (no other process fills or refreshes it)."""
+        if self.closing or key in self._refreshing or self.running(key) is not None:
+            return
+        task = asyncio.ensure_future(self._refresh(key, fn, expiry, json_shaped))
+        self._refreshing[key] = task
+        task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+
+    async def _refresh(
+        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
+    ) -> None:
+        try:
+            async with self.admission:
+                if not self.closing:
+                    claim = max(1.0, 4 * (self.delta(key) or 0.0))  # outlives the refresh
+                    await self._run(key, fn, expiry, json_shaped, refresh_claim=claim)
+        except ClientClosedError:
+            pass  # the client closed before its turn
+        except Exception as exc:  # the entry stays until it expires; a later hit tries again
+            self._stats.refresh_errors += 1
+            self._failures.failed(exc)
+
+    async def _run(
+        self,
+        key: str,
+        fn: Callable[[], Awaitable[Any]],
+        expiry: int,
+        json_shaped: bool,
+        refresh_claim: float | None = None,
     ) -> tuple[Any, bytes | None]:
         """Set the fill marker (and, with lock_timeout, take the lock, or await another
-        holder's entry instead), run `fn`, and store its result."""
+        holder's entry instead), run `fn`, and store its result.
+
+        A refresh (`refresh_claim` seconds to hold the lock for) runs only if it takes
+        the lock and Redis took its marker; else it returns (None, None) at once.
+        """
         op, redis = self._guard.op, self._redis
         token = tokens.next()
         unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
         lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
+        if refresh_claim is not None:
+            lock_ms = round(refresh_claim * 1000)
         seen = await op(redis.begin_fill(key, token, lock_ms), unmarked, write=True)
+        if refresh_claim is not None and (seen is None or seen is unmarked):
+            return None, None  # another process fills it, or Redis would not take it
+        if refresh_claim is not None:
+            self._stats.refreshes += 1
         if seen is None:  # another process holds the lock
             waited = await self._wait_for_entry(key)
             if waited is not None:
@@ -141,12 +195,14 @@ class Flights:
             if seen is not unmarked:
                 await op(redis.commit_fill(key, token, None, expiry, [], locked), False)
 
+        started = time.monotonic()
         try:
             result = await fn()
             payload = encode_rows(result) if json_shaped else encode(result)
         except BaseException:
             await release()
             raise
+        self._measured(key, time.monotonic() - started)
         value = result if json_shaped else decode(payload)
         if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
             self._oversized(key, len(payload))
@@ -157,6 +213,13 @@ class Flights:
             self._stats.refused += 1
             logger.debug("not caching %s: an invalidation overtook it", key)
         return value, payload
+
+    def _measured(self, key: str, seconds: float) -> None:
+        deltas = self._deltas
+        deltas[key[-40:]] = seconds
+        deltas.move_to_end(key[-40:])
+        if len(deltas) > _DELTAS:
+            deltas.popitem(last=False)
 
     def _oversized(self, key: str, size: int) -> None:
         self._stats.oversized += 1
@@ -185,13 +248,16 @@ class Flights:
         return None
 
     async def close(self, grace: float) -> None:
-        """Turn away the fills still waiting for admission, give the running ones `grace`
-        seconds, then cancel them (their callers get ClientClosedError)."""
+        """Turn away the fills (and refreshes) still waiting for admission, give the
+        running ones `grace` seconds, then cancel them (their callers get
+        ClientClosedError)."""
         self.closing = True
         try:
             self.admission.reject(lambda: ClientClosedError("the client is closing"))
             loop = asyncio.get_running_loop()
-            fills = [f for f in self._in_flight.values() if f.get_loop() is loop]
+            running: list[asyncio.Future[Any]] = [*self._in_flight.values()]
+            running += self._refreshing.values()
+            fills = [f for f in running if f.get_loop() is loop]
             if fills:
                 _, late = await asyncio.wait(fills, timeout=grace)
                 for fill in late:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 
 from .._errors import CacheError, CacheUnavailableError
 from .._stats import CacheStats
-from .states import Refusals, WriteGate, refusal_of
+from .states import Occasional, WriteGate, refusal_of
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -84,7 +84,9 @@ class Guard:
         self.breaker = breaker
         self.fail_open = fail_open
         self.gate = WriteGate(breaker.cooldown, where)
-        self._refusals = Refusals(where)
+        self._refusals = Occasional(
+            f"Redis at {where} refused a command, served without the cache", "errors"
+        )
         self._stats = stats
         self._on_outage = on_outage
 
@@ -141,7 +143,7 @@ class Guard:
                 if write:
                     self._stats.unstored += 1
             else:
-                self._refusals.refused(exc)
+                self._refusals.failed(exc)
         if not self.fail_open:
             raise exc
         return fallback

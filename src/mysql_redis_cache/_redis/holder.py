@@ -107,10 +107,12 @@ class RedisHolder:
         stats: CacheStats | None = None,
         local_cache: tuple[int, float, float] | None = None,
         scripts: bool = True,
+        with_ttls: bool = False,
     ) -> None:
         self._bound: LoopBound[_Handle] | Borrowed[_Handle]
         self._stats = stats
         self._local_cache = local_cache
+        self._with_ttls = with_ttls  # reads learn each entry's expiry (refresh-ahead)
         if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
             self.where = where_of(config)
             self.markers = Markers(scripts, self.where)
@@ -170,13 +172,17 @@ class RedisHolder:
         self, client: aioredis.Redis | aioredis.RedisCluster, sentinel: Sentinel | None = None
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
-            reader: CoalescingReader = ClusterReader(client, translate, self._stats)
+            reader: CoalescingReader = ClusterReader(
+                client, translate, self._stats, with_ttls=self._with_ttls
+            )
             return _Handle(client, reader, None, _cluster_send(client), None, sentinel)
         local, heartbeat = None, 0.0
         if self._local_cache is not None:
             max_bytes, max_age, heartbeat = self._local_cache
             local = LocalCache(max_bytes, max_age)
-        reader = CoalescingReader(client, translate, self._stats, local, heartbeat)
+        reader = CoalescingReader(
+            client, translate, self._stats, local, heartbeat, with_ttls=self._with_ttls
+        )
         writer = PipelinedWriter(client, lambda exc: translate(exc, "write"))
         return _Handle(client, reader, writer, writer.many, writer.call, sentinel)
 
@@ -203,6 +209,10 @@ class RedisHolder:
 
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)
+
+    def expiry(self, key: str) -> float | None:
+        """When Redis expires `key` (monotonic; inf: never), as its last read found."""
+        return self._bound.get().reader.expiry(utf8(key))
 
     def local(self, key: str) -> Any:
         """A fresh copy of the value at `key` from the local cache, or ABSENT."""

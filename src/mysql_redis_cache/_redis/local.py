@@ -14,6 +14,7 @@ query rows holds them decoded and copies them for each hit.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from typing import Any
@@ -27,11 +28,12 @@ ABSENT = object()  # what `value` returns for a key it does not hold
 class Entry:
     """One key's value: the bytes read until its first hit here, then a Template."""
 
-    __slots__ = ("data", "deadline", "size")
+    __slots__ = ("data", "deadline", "expiry", "size")
 
-    def __init__(self, data: bytes | Template, deadline: float, size: int) -> None:
+    def __init__(self, data: bytes | Template, deadline: float, size: int, expiry: float) -> None:
         self.data = data
-        self.deadline = deadline
+        self.deadline = deadline  # when it leaves the local cache
+        self.expiry = expiry  # when Redis expires it (monotonic; inf: never)
         self.size = size
 
 
@@ -103,8 +105,8 @@ class LocalCache:
         limit = self.max_bytes // 4  # one entry never pushes out most of the others
         for key, value, ttl in zip(keys, values, ttls, strict=True):
             if value and len(value) <= limit and key not in dirty and ttl != -2:
-                deadline = longest if ttl < 0 else min(longest, now + ttl / 1000)
-                self._store(key, value, deadline)
+                expiry = math.inf if ttl < 0 else now + ttl / 1000
+                self._store(key, value, min(longest, expiry), expiry)
 
     def invalidate(self, keys: list[bytes] | None) -> None:
         """Drop `keys` (None: every key, as Redis says after a FLUSHDB)."""
@@ -127,9 +129,14 @@ class LocalCache:
         self.clear()
         self._all_in_flight = True
 
-    def _store(self, key: bytes, value: bytes, deadline: float) -> None:
+    def expiry(self, key: bytes) -> float | None:
+        """When Redis expires the entry held for `key` (monotonic time), if one is held."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.expiry
+
+    def _store(self, key: bytes, value: bytes, deadline: float, expiry: float) -> None:
         self._discard(key)
-        self._entries[key] = Entry(value, deadline, len(value))
+        self._entries[key] = Entry(value, deadline, len(value), expiry)
         self._size += len(value)
         self._evict()
 

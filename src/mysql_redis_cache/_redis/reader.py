@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,6 +50,7 @@ class CoalescingReader:
         stats: CacheStats | None = None,
         local: LocalCache | None = None,
         heartbeat: float = 0.0,
+        with_ttls: bool = False,
     ) -> None:
         self._client = client
         self._translate = translate
@@ -59,6 +62,11 @@ class CoalescingReader:
         self._beating: asyncio.Task[None] | None = None
         self._pong: asyncio.Future[None] | None = None
         self._lost_heartbeat = False
+        # Read each key's PTTL with it (refresh-ahead): `expiries` maps the keys of the
+        # last read to their expiry (monotonic; inf: none), until the next read ends. The
+        # callers a read wakes run before the next read is sent, so each finds its own.
+        self._with_ttls = with_ttls
+        self.expiries: dict[bytes, float] = {}
         # the read connection, opened by the first read; with a local cache, tracking is
         # turned on before each read that finds it off, and ends with the connection
         self.channel = Channel(client, self._prepare if local is not None else None, self._lost)
@@ -171,14 +179,32 @@ class CoalescingReader:
         """The values of `keys` in one round trip, kept by the local cache if there is one."""
         self._behind_failure = False  # only a failure of this read fails those behind it
         local = self.local
-        if local is None:
+        if local is None and not self._with_ttls:
             if len(keys) == 1:
                 return [await self._fetch_one(keys[0])]
             return await self._fetch_many(keys)
-        local.begin_read()
+        if local is not None:
+            local.begin_read()
         values, ttls = await self._fetch_with_ttls(keys)
-        local.end_read(keys, values, ttls)
+        if local is not None:
+            local.end_read(keys, values, ttls)
+        if self._with_ttls:
+            now = time.monotonic()
+            self.expiries = {
+                key: math.inf if ttl < 0 else now + ttl / 1000
+                for key, ttl in zip(keys, ttls, strict=True)
+            }
         return values
+
+    def expiry(self, key: bytes) -> float | None:
+        """When Redis expires `key` (monotonic; inf: never), as the read that just
+        returned it (or the local cache holding it) found; None if unknown."""
+        local = self.local
+        if local is not None and local.active:
+            expiry = local.expiry(key)
+            if expiry is not None:
+                return expiry
+        return self.expiries.get(key)
 
     async def _fetch_one(self, key: bytes) -> bytes | None:
         value: bytes | None = await self.channel.call(
@@ -349,6 +375,12 @@ class ClusterReader(CoalescingReader):
     async def _fetch_many(self, keys: list[bytes]) -> list[bytes | None]:
         values: list[bytes | None] = await self._client.mget_nonatomic(keys)
         return values
+
+    async def _fetch_with_ttls(self, keys: list[bytes]) -> tuple[list[bytes | None], list[int]]:
+        values, *ttls = await asyncio.gather(
+            self._fetch_many(keys), *(self._client.pttl(key) for key in keys)
+        )
+        return values, ttls
 
     async def close(self) -> None:
         pass  # holds no connection of its own

@@ -6,7 +6,8 @@
   are refused. The write gate stops sending writes for a cool-down, then lets one probe;
   misses are answered without storing their entry meanwhile.
 - A command refused (`WRONGTYPE` on a key that is not a string, `NOPERM`, an unknown
-  command): that call alone is served without the cache.
+  command): that call alone is served without the cache, logged now and then
+  (`Occasional`).
 
 Each state is logged once when it begins and once when it ends, naming it in an
 operator's words, never once a call; `CacheStats` counts what it cost.
@@ -92,29 +93,31 @@ class WriteGate:
             self._until = 0.0
 
 
-class Refusals:
-    """Calls that Redis refused one by one (WRONGTYPE, NOPERM, an unknown command): the
-    first is logged at WARNING, then one summary a minute at most, with the count."""
+class Occasional:
+    """Failures that come one call at a time (a command Redis refused, a refresh that
+    failed): the first is logged at WARNING, then one summary a minute at most, with the
+    count. `what` says what happened; `counter` names the stats counter that counts them."""
 
     INTERVAL = 60.0
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    def __init__(self, what: str, counter: str) -> None:
+        self.what = what
+        self.counter = counter
         self._next = 0.0
         self._since = 0
 
-    def refused(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> None:
         now = time.monotonic()
         if now < self._next:
             self._since += 1
             return
         more = f" ({self._since} more since the last report)" if self._since else ""
         logger.warning(
-            "Redis at %s refused a command, served without the cache: %s%s; "
-            "further ones are counted in stats.errors and reported once a minute",
-            self.where,
+            "%s: %s%s; further ones are counted in stats.%s and reported once a minute",
+            self.what,
             exc,
             more,
+            self.counter,
         )
         self._since = 0
         self._next = now + self.INTERVAL
