@@ -9,7 +9,8 @@ after V8's JIT has compiled the hot path and the CPU has woken from idle. Hits a
 measured twice: with the default client, and with `local_cache` on (hits answered in
 process). Floors: redis-py GET + json.loads for hits, a plain fetch
 with the same driver for misses, the same queries run at once without the cache for the
-cold burst. Prints the median of each scenario and the ratios.
+cold burst. Prints the median of each scenario and the ratios, then what options
+(refresh-ahead) cost on hits, against the default client in alternating runs.
 """
 
 from __future__ import annotations
@@ -310,6 +311,40 @@ async def main_async(repeat: int, ops: int, only: str | None) -> None:
         f"result, encoded value {encoded / 1e6:.2f} MB; peak beyond the result = "
         f"{(peak - kept) / encoded:.2f}x the encoded size"
     )
+    await compare_options(specs, repeat)
+
+
+# Options whose cost on a hit is measured against the default client, runs alternating.
+OPTIONS: dict[str, dict[str, Any]] = {"refresh_ahead=True": {"refresh_ahead": True}}
+OPTION_SCENARIOS = ("hit 1 row, sequential", "hit 1 row, 64 concurrent", "query_many of 64")
+
+
+async def compare_options(specs: list[dict[str, Any]], repeat: int) -> None:
+    """Hits with each of OPTIONS on ÷ the default client's, in alternating runs."""
+    chosen = [s for s in specs if any(name in s["name"] for name in OPTION_SCENARIOS)]
+    if not chosen:
+        return
+    print(f"\n{'option (cost on hits)':<24} {'scenario':<38} {'default':>13} "
+          f"{'option':>13} {'ratio':>7}")  # fmt: skip
+    for label, options in OPTIONS.items():
+        async with (
+            MRCClient(MYSQL_CONFIG, REDIS_URL) as plain,
+            MRCClient(MYSQL_CONFIG, REDIS_URL, **options) as varied,
+        ):
+            for spec in chosen:
+                # the option's client fills the entries itself, as a process does before
+                # it reads them (refresh-ahead knows a query's fill time only then)
+                keys = [varied.get_key_from_query(*call) for call in hit_calls(spec)]
+                await varied._redis.client().delete(*keys)
+                off, on = [], []
+                for _ in range(repeat):
+                    await run_python(spec, plain)
+                    off.append(await run_python(spec, plain))
+                    await run_python(spec, varied)
+                    on.append(await run_python(spec, varied))
+                a, b = statistics.median(off), statistics.median(on)
+                print(f"{label:<24} {spec['name']:<38} {fmt(spec['kind'], a):>13} "
+                      f"{fmt(spec['kind'], b):>13} {b / a:>6.2f}x")  # fmt: skip
 
 
 def main() -> None:

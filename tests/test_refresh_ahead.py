@@ -19,7 +19,7 @@ from .conftest import MYSQL_CONFIG, REDIS_URL
 
 # β so large that δ·β passes any TTL left in these tests: the first hit that knows its
 # entry's expiry and the last fill's duration refreshes (XFetch's draw is then ~certain).
-EAGER = 1e9
+EAGER = 1e12
 
 
 class Source:
@@ -172,3 +172,31 @@ async def test_refreshes_wait_their_turn(redis_sync: redis.Redis) -> None:
 def test_refresh_ahead_takes_a_bool_or_a_positive_beta(value: object) -> None:
     with pytest.raises(ConfigError, match="refresh_ahead"):
         MRCClient(MYSQL_CONFIG, REDIS_URL, refresh_ahead=value)  # type: ignore[arg-type]
+
+
+def pttl_calls(server_url: str) -> int:
+    with redis.Redis.from_url(server_url) as admin:
+        stats = admin.info("commandstats")
+    return int(stats.get("cmdstat_pttl", {}).get("calls", 0))
+
+
+async def test_hits_read_the_ttl_only_where_a_refresh_may_be_near() -> None:
+    """Far from expiry a hit sends no PTTL: the expiry this process stored, or read once,
+    is remembered. An entry it knows nothing of is asked once."""
+    from ._redis_server import redis_server
+
+    source = Source()
+    with redis_server() as server:
+        async with MRCClient(MYSQL_CONFIG, server.url, refresh_ahead=True) as client:
+            await client.with_cache(source, "q", [1], ["Id"], ttl=3600)  # timed and stored
+            for _ in range(50):
+                await client.with_cache(source, "q", [1], ["Id"])
+            assert 0 == pttl_calls(server.url)
+            with redis.Redis.from_url(server.url) as other:  # another process's entry
+                other.set(client.get_key_from_query("q", [2], ["Id"]), b"[0]", ex=3600)
+            for _ in range(50):
+                assert [0] == await client.with_cache(source, "q", [2], ["Id"])
+            assert 1 == pttl_calls(server.url)
+            batch = await client.query_many_with_cache("SELECT ? AS n", [[1], [2]], ["N"])
+            assert [[{"n": 1}], [{"n": 2}]] == batch
+        assert (1, 0) == (source.runs, client.stats.refreshes)

@@ -9,7 +9,6 @@ import inspect
 import logging
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, cast
 
@@ -22,6 +21,7 @@ from ._errors import (
     QueryError,
 )
 from ._fills.flights import Flights
+from ._fills.refresh import RefreshAhead
 from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import Pool, driver_of_pool, pick_driver
 from ._node.json import TooDeep, decode, encode
@@ -207,7 +207,8 @@ class MRCClient:
             raise ConfigError(f"max_fills must be a positive int, got {max_fills!r}")
         if not isinstance(scripts, bool):
             raise ConfigError(f"scripts must be True or False, got {scripts!r}")
-        self._refresh_beta = _beta(refresh_ahead)
+        beta = _beta(refresh_ahead)
+        self._refresh = None if beta is None else RefreshAhead(beta)
         for name, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
@@ -241,7 +242,6 @@ class MRCClient:
             self.stats,
             None if local_cache is None else (local_cache, local_cache_ttl, local_cache_heartbeat),
             scripts=scripts,
-            with_ttls=self._refresh_beta is not None,
         )
         self._guard = Guard(
             Breaker(breaker_cooldown, fail_open),
@@ -258,6 +258,7 @@ class MRCClient:
             max_fills=max_fills or FILLS_PER_CONNECTION * self._pool_size(),
             lock_timeout=lock_timeout,
             max_entry_bytes=max_entry_bytes,
+            refresh_ahead=self._refresh,
         )
         self._decodes = Decodes(_SHARED_DECODES_BUDGET, _SHARED_DECODE_MAX)
         self._closing = False
@@ -516,17 +517,18 @@ class MRCClient:
         key, unambiguous = build_checked_key(query, params, param_names)
         _check_ttl(ttl)
         if unambiguous and (not self._flights or self._flights.running(key) is None):
+            ttl_read = self._refresh is not None and self._refresh.wants_ttl(key)
             if self._local_cache or self._guard.breaker.is_open:
-                cached = await self._read(key)
+                cached = await self._read(key, ttl_read)
             else:  # _read's last step, inlined: one coroutine frame fewer on every hit
                 try:
-                    raw = await self._redis.request(key)
+                    raw = await self._redis.request(key, ttl_read)
                 except CacheError as exc:
                     raw = await self._guard.failed(exc, None)
                 cached = self._take(key, raw)
             if cached is not _MISSING:
-                if self._refresh_beta is not None:
-                    self._consider_refresh(key, fn, query, params, ttl)
+                if ttl_read:
+                    self._refresh_due([key], fn, query, [params], ttl)
                 return cached
         if fn is None:
             fn = self._sql(query, params)
@@ -538,28 +540,22 @@ class MRCClient:
             return await self._compute(fn, json_shaped)
         return await self._flights.miss(key, fn, _ttl_with_jitter(ttl), json_shaped)
 
-    def _consider_refresh(
+    def _refresh_due(
         self,
-        key: str,
+        keys: list[str],
         fn: Callable[[], Awaitable[Any]] | None,
         query: str,
-        params: Sequence[object] | None,
+        params_list: Sequence[Sequence[object] | None],
         ttl: int,
     ) -> None:
-        """After a hit, refresh the entry in the background if XFetch says it is time:
-        when δ·β·(-ln U) reaches the time left before it expires, with δ the duration of
-        the last fill of its query here and U uniform on (0, 1]. The hotter the key, the
-        earlier (one of its many hits draws a large -ln U), at no cost to the hit."""
-        assert self._refresh_beta is not None
-        expiry = self._redis.expiry(key)
-        delta = self._flights.delta(key)
-        if expiry is None or expiry == math.inf or delta is None:
-            return  # no expiry known or none to keep, or no fill measured yet
-        draw = delta * self._refresh_beta * -math.log(1.0 - random.random())
-        if draw < expiry - time.monotonic():
-            return
-        fill = self._sql(query, params) if fn is None else _awaited(fn)
-        self._flights.refresh(key, fill, _ttl_with_jitter(ttl), fn is None)
+        """After hits on `keys` (entries of one query), refresh in the background those
+        whose time has come (`_fills/refresh.py`); the hits return at once."""
+        refresh = self._refresh
+        assert refresh is not None
+        for key, expiry, params in zip(keys, self._redis.expiries(keys), params_list, strict=True):
+            if refresh.due(key, expiry):
+                fill = self._sql(query, params) if fn is None else _awaited(fn)
+                self._flights.refresh(key, fill, _ttl_with_jitter(ttl), fn is None)
 
     async def query_many_with_cache(
         self,
@@ -595,11 +591,18 @@ class MRCClient:
                 bypassed.append(index)
             elif (at := first.setdefault(key, index)) != index:
                 repeats.append((index, at))
-        values, raws = await self._read_many(list(first))
-        if self._refresh_beta is not None:
-            for (key, at), value in zip(first.items(), values, strict=True):
-                if value is not _MISSING:
-                    self._consider_refresh(key, None, items[at][0], params_list[at], ttl)
+        ttl_keys: set[str] = set()
+        if self._refresh is not None:
+            ttl_keys = self._refresh.wanting_ttl(list(first))
+        values, raws = await self._read_many(list(first), ttl_keys)
+        if ttl_keys:
+            due = [(key, first[key]) for key, value in zip(first, values, strict=False)
+                   if value is not _MISSING and key in ttl_keys]  # fmt: skip
+            if due:
+                self._refresh_due(
+                    [key for key, _ in due], None, items[due[0][1]][0],
+                    [params_list[at] for _, at in due], ttl,
+                )  # fmt: skip
         if len(values) == len(items) and _MISSING not in values:
             return values  # distinct keys, all cached (most batches): in order already
         results: list[Any] = [None] * len(items)
@@ -653,7 +656,9 @@ class MRCClient:
         for index in at[1:]:
             results[index] = copy.deepcopy(value)
 
-    async def _read_many(self, keys: list[str]) -> tuple[list[Any], list[bytes | None]]:
+    async def _read_many(
+        self, keys: list[str], ttl_keys: set[str] | None = None
+    ) -> tuple[list[Any], list[bytes | None]]:
         """Each key's decoded entry (or _MISSING), and its bytes (None from the local
         cache), read in one round trip."""
         values: list[Any] = []
@@ -672,7 +677,8 @@ class MRCClient:
         if not remote:
             return values, [None] * len(keys)
         absent: list[bytes | None] = [None] * len(remote)
-        raws = await self._guard.op(self._redis.request_many(remote), absent)
+        ttl_read = [key for key in remote if key in ttl_keys] if ttl_keys else None
+        raws = await self._guard.op(self._redis.request_many(remote, ttl_read), absent)
         value_of = self._decodes.value
         fetched: list[Any] = []
         hits = 0
@@ -702,7 +708,7 @@ class MRCClient:
         result = await fn()
         return result if json_shaped else decode(encode(result))
 
-    async def _read(self, key: str) -> Any:
+    async def _read(self, key: str, ttl: bool = False) -> Any:
         """The decoded entry at `key`, or _MISSING (on a miss, or failing open)."""
         if self._local_cache:
             local = self._redis.local(key)
@@ -714,7 +720,7 @@ class MRCClient:
         if self._guard.breaker.is_open:
             return self._take(key, await self._guard.op(self._redis.get(key), None))
         try:
-            raw = await self._redis.request(key)
+            raw = await self._redis.request(key, ttl)
         except CacheError as exc:
             raw = await self._guard.failed(exc, None)
         return self._take(key, raw)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,11 +17,11 @@ from .._redis.holder import RedisHolder
 from .._redis.states import Occasional
 from .._stats import CacheStats
 from .admission import Admission
+from .refresh import RefreshAhead
 
 logger = logging.getLogger("mysql_redis_cache")
 
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
-_DELTAS = 4096  # query texts whose last fill time is kept
 
 type Flight = asyncio.Future[tuple[Any, bytes | None]]
 
@@ -46,6 +45,7 @@ class Flights:
         max_fills: int,
         lock_timeout: float | None,
         max_entry_bytes: int | None,
+        refresh_ahead: RefreshAhead | None = None,
     ) -> None:
         self._redis = redis
         self._guard = guard
@@ -56,7 +56,7 @@ class Flights:
         self._in_flight: dict[str, Flight] = {}
         self._waiting: dict[Flight, int] = {}  # callers awaiting each fill
         self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._deltas: OrderedDict[str, float] = OrderedDict()  # last fill time per query
+        self._refresh_ahead = refresh_ahead  # told how long each fill took, what it stored
         self._failures = Occasional(
             "a refresh ahead of expiry failed (the entry stays until it expires)", "refresh_errors"
         )
@@ -126,11 +126,6 @@ class Flights:
                 raise ClientClosedError("the client is closing")
             return await self._run(key, fn, expiry, json_shaped)
 
-    def delta(self, key: str) -> float | None:
-        """How long the last fill of `key`'s query text took here, in seconds (None: none
-        yet). Keys of one query text share their last 40 characters, its SHA-1."""
-        return self._deltas.get(key[-40:])
-
     def refresh(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
     ) -> None:
@@ -149,7 +144,8 @@ class Flights:
         try:
             async with self.admission:
                 if not self.closing:
-                    claim = max(1.0, 4 * (self.delta(key) or 0.0))  # outlives the refresh
+                    delta = self._refresh_ahead.delta(key) if self._refresh_ahead else None
+                    claim = max(1.0, 4 * (delta or 0.0))  # outlives the refresh
                     await self._run(key, fn, expiry, json_shaped, refresh_claim=claim)
         except ClientClosedError:
             pass  # the client closed before its turn
@@ -202,24 +198,21 @@ class Flights:
         except BaseException:
             await release()
             raise
-        self._measured(key, time.monotonic() - started)
+        took = time.monotonic() - started
         value = result if json_shaped else decode(payload)
+        stored = False
         if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
             self._oversized(key, len(payload))
             await release()
-        elif seen is not unmarked and not await op(
-            redis.commit_fill(key, token, payload, expiry, seen or [], locked), True, write=True
-        ):
-            self._stats.refused += 1
-            logger.debug("not caching %s: an invalidation overtook it", key)
+        elif seen is not unmarked:
+            commit = redis.commit_fill(key, token, payload, expiry, seen or [], locked)
+            stored = await op(commit, True, write=True)
+            if not stored:
+                self._stats.refused += 1
+                logger.debug("not caching %s: an invalidation overtook it", key)
+        if self._refresh_ahead is not None:
+            self._refresh_ahead.filled(key, took, expiry if stored else None)
         return value, payload
-
-    def _measured(self, key: str, seconds: float) -> None:
-        deltas = self._deltas
-        deltas[key[-40:]] = seconds
-        deltas.move_to_end(key[-40:])
-        if len(deltas) > _DELTAS:
-            deltas.popitem(last=False)
 
     def _oversized(self, key: str, size: int) -> None:
         self._stats.oversized += 1

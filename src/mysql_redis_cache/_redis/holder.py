@@ -107,12 +107,10 @@ class RedisHolder:
         stats: CacheStats | None = None,
         local_cache: tuple[int, float, float] | None = None,
         scripts: bool = True,
-        with_ttls: bool = False,
     ) -> None:
         self._bound: LoopBound[_Handle] | Borrowed[_Handle]
         self._stats = stats
         self._local_cache = local_cache
-        self._with_ttls = with_ttls  # reads learn each entry's expiry (refresh-ahead)
         if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
             self.where = where_of(config)
             self.markers = Markers(scripts, self.where)
@@ -172,32 +170,32 @@ class RedisHolder:
         self, client: aioredis.Redis | aioredis.RedisCluster, sentinel: Sentinel | None = None
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
-            reader: CoalescingReader = ClusterReader(
-                client, translate, self._stats, with_ttls=self._with_ttls
-            )
+            reader: CoalescingReader = ClusterReader(client, translate, self._stats)
             return _Handle(client, reader, None, _cluster_send(client), None, sentinel)
         local, heartbeat = None, 0.0
         if self._local_cache is not None:
             max_bytes, max_age, heartbeat = self._local_cache
             local = LocalCache(max_bytes, max_age)
-        reader = CoalescingReader(
-            client, translate, self._stats, local, heartbeat, with_ttls=self._with_ttls
-        )
+        reader = CoalescingReader(client, translate, self._stats, local, heartbeat)
         writer = PipelinedWriter(client, lambda exc: translate(exc, "write"))
         return _Handle(client, reader, writer, writer.many, writer.call, sentinel)
 
     def client(self) -> Any:
         return self._bound.get().client
 
-    def request(self, key: str) -> Awaitable[bytes | None]:
-        """Await it for the entry at `key`, read together with concurrent reads.
+    def request(self, key: str, ttl: bool = False) -> Awaitable[bytes | None]:
+        """Await it for the entry at `key`, read together with concurrent reads (`ttl`:
+        its PTTL too, for `expiries`).
 
         Awaiting it raises CacheError (or CacheUnavailableError) when the read fails.
         """
-        return self._bound.get().reader.request(utf8(key))
+        return self._bound.get().reader.request(utf8(key), ttl)
 
-    async def request_many(self, keys: list[str]) -> list[bytes | None]:
-        """The entries at `keys`, read in one MGET (split per slot on Cluster).
+    async def request_many(
+        self, keys: list[str], ttl_keys: list[str] | None = None
+    ) -> list[bytes | None]:
+        """The entries at `keys` (and the PTTLs of `ttl_keys`), read in one MGET (split
+        per slot on Cluster).
 
         Raises CacheError (or CacheUnavailableError) when the read fails.
         """
@@ -205,14 +203,17 @@ class RedisHolder:
             encoded = [key.encode() for key in keys]
         except UnicodeEncodeError:  # a lone surrogate, which utf8() writes as Node does
             encoded = [utf8(key) for key in keys]
-        return await self._bound.get().reader.request_many(encoded)
+        ttl_encoded = [utf8(key) for key in ttl_keys] if ttl_keys else None
+        return await self._bound.get().reader.request_many(encoded, ttl_encoded)
 
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)
 
-    def expiry(self, key: str) -> float | None:
-        """When Redis expires `key` (monotonic; inf: never), as its last read found."""
-        return self._bound.get().reader.expiry(utf8(key))
+    def expiries(self, keys: list[str]) -> list[float | None]:
+        """When Redis expires each of `keys` (monotonic; inf: never), as their last read
+        found (None: unknown)."""
+        expiry = self._bound.get().reader.expiry
+        return [expiry(utf8(key)) for key in keys]
 
     def local(self, key: str) -> Any:
         """A fresh copy of the value at `key` from the local cache, or ABSENT."""

@@ -50,7 +50,6 @@ class CoalescingReader:
         stats: CacheStats | None = None,
         local: LocalCache | None = None,
         heartbeat: float = 0.0,
-        with_ttls: bool = False,
     ) -> None:
         self._client = client
         self._translate = translate
@@ -62,11 +61,12 @@ class CoalescingReader:
         self._beating: asyncio.Task[None] | None = None
         self._pong: asyncio.Future[None] | None = None
         self._lost_heartbeat = False
-        # Read each key's PTTL with it (refresh-ahead): `expiries` maps the keys of the
-        # last read to their expiry (monotonic; inf: none), until the next read ends. The
+        # Keys whose PTTL the next read asks too (refresh-ahead), and `_ttls`: the PTTLs the
+        # last read returned, read at `_read_at`, kept until the next read ends. The
         # callers a read wakes run before the next read is sent, so each finds its own.
-        self._with_ttls = with_ttls
-        self.expiries: dict[bytes, float] = {}
+        self._ttl_keys: set[bytes] = set()
+        self._ttls: dict[bytes, int] = {}
+        self._read_at = 0.0
         # the read connection, opened by the first read; with a local cache, tracking is
         # turned on before each read that finds it off, and ends with the connection
         self.channel = Channel(client, self._prepare if local is not None else None, self._lost)
@@ -76,18 +76,24 @@ class CoalescingReader:
         self._batch_task: asyncio.Task[None] | None = None  # keeps the running batch alive
         self.batches = 0  # round trips made, for tests
 
-    def request(self, key: bytes) -> Awaitable[bytes | None]:
-        """Await it for the value of `key` (None when absent)."""
+    def request(self, key: bytes, ttl: bool = False) -> Awaitable[bytes | None]:
+        """Await it for the value of `key` (None when absent); `ttl`: read its PTTL with it
+        (then `expiry(key)` tells when it expires)."""
         if not self._pending:
-            return self._lone(key)
+            return self._lone(key, ttl)
+        if ttl:
+            self._ttl_keys.add(key)
         return self._enqueue(key)
 
-    async def request_many(self, keys: list[bytes]) -> list[bytes | None]:
-        """The values of `keys`: one MGET from the caller's own task when the connection is
-        idle, else places in the next batch."""
+    async def request_many(
+        self, keys: list[bytes], ttl_keys: list[bytes] | None = None
+    ) -> list[bytes | None]:
+        """The values of `keys` (and the PTTLs of `ttl_keys` among them): one MGET from
+        the caller's own task when the connection is idle, else places in the next batch."""
         if self._pending:
+            self._ttl_keys.update(ttl_keys or ())
             return await asyncio.gather(*map(self._enqueue, keys))
-        return await self._direct(keys)
+        return await self._direct(keys, ttl_keys or [])
 
     def _enqueue(self, key: bytes) -> asyncio.Future[bytes | None]:
         future = asyncio.get_running_loop().create_future()
@@ -98,16 +104,16 @@ class CoalescingReader:
             waiters.append(future)
         return future
 
-    async def _lone(self, key: bytes) -> bytes | None:
+    async def _lone(self, key: bytes, ttl: bool) -> bytes | None:
         """A read while the connection is idle: sent at once, from the caller's own task."""
-        [value] = await self._direct([key])
+        [value] = await self._direct([key], [key] if ttl else [])
         return value
 
-    async def _direct(self, keys: list[bytes]) -> list[bytes | None]:
+    async def _direct(self, keys: list[bytes], ttl_keys: list[bytes]) -> list[bytes | None]:
         """Read `keys` now, from the caller's own task (the connection is idle)."""
         self._pending = True
         try:
-            values = await self._fetch(keys)
+            values = await self._fetch(keys, ttl_keys)
         except Exception as exc:
             error = self._failed(exc)
             if error is exc:
@@ -132,6 +138,7 @@ class CoalescingReader:
             self._pending = False
             return
         batch, self._queue = self._queue, {}
+        ttl_keys, self._ttl_keys = list(self._ttl_keys), set()
         if self._behind_failure:
             # Redis just failed the read ahead: these fail fast instead of waiting out
             # the timeout again on a new connection (the caller's breaker is open now)
@@ -142,12 +149,12 @@ class CoalescingReader:
                         future.set_exception(BreakerOpen("Redis failed the read ahead"))
             self._pending = False
             return
-        self._batch_task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._batch_task = asyncio.get_running_loop().create_task(self._run(batch, ttl_keys))
 
-    async def _run(self, batch: Waiters) -> None:
+    async def _run(self, batch: Waiters, ttl_keys: list[bytes]) -> None:
         keys = list(batch)
         try:
-            values = await self._fetch(keys)
+            values = await self._fetch(keys, ttl_keys)
         except BaseException as exc:
             error = self._failed(exc) if isinstance(exc, Exception) else None
             for futures in batch.values():
@@ -175,25 +182,24 @@ class CoalescingReader:
             # ride in the next batch together instead of one of them going out alone.
             asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _fetch(self, keys: list[bytes]) -> list[bytes | None]:
-        """The values of `keys` in one round trip, kept by the local cache if there is one."""
+    async def _fetch(self, keys: list[bytes], ttl_keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys` in one round trip, with the PTTLs of `ttl_keys` (all of
+        them for the local cache, which keeps them)."""
         self._behind_failure = False  # only a failure of this read fails those behind it
         local = self.local
-        if local is None and not self._with_ttls:
+        if local is not None:
+            ttl_keys = keys
+        elif not ttl_keys:
             if len(keys) == 1:
                 return [await self._fetch_one(keys[0])]
             return await self._fetch_many(keys)
         if local is not None:
             local.begin_read()
-        values, ttls = await self._fetch_with_ttls(keys)
+        values, ttls = await self._fetch_with_ttls(keys, ttl_keys)
         if local is not None:
             local.end_read(keys, values, ttls)
-        if self._with_ttls:
-            now = time.monotonic()
-            self.expiries = {
-                key: math.inf if ttl < 0 else now + ttl / 1000
-                for key, ttl in zip(keys, ttls, strict=True)
-            }
+        self._ttls = dict(zip(ttl_keys, ttls, strict=True))
+        self._read_at = time.monotonic()
         return values
 
     def expiry(self, key: bytes) -> float | None:
@@ -204,7 +210,10 @@ class CoalescingReader:
             expiry = local.expiry(key)
             if expiry is not None:
                 return expiry
-        return self.expiries.get(key)
+        ttl = self._ttls.get(key)
+        if ttl is None or ttl < 0:
+            return None if ttl is None else math.inf
+        return self._read_at + ttl / 1000
 
     async def _fetch_one(self, key: bytes) -> bytes | None:
         value: bytes | None = await self.channel.call(
@@ -218,15 +227,17 @@ class CoalescingReader:
         values: list[bytes | None] = await self.channel.call(b"".join(parts))
         return values
 
-    async def _fetch_with_ttls(self, keys: list[bytes]) -> tuple[list[bytes | None], list[int]]:
-        """The values of `keys` and their PTTLs, in one round trip (for the local cache)."""
+    async def _fetch_with_ttls(
+        self, keys: list[bytes], ttl_keys: list[bytes]
+    ) -> tuple[list[bytes | None], list[int]]:
+        """The values of `keys` and the PTTLs of `ttl_keys`, in one round trip."""
         if len(keys) == 1:
             parts = [b"*2\r\n$3\r\nGET\r\n"]
         else:
             parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
         parts += [b"$%d\r\n%b\r\n" % (len(key), key) for key in keys]
-        parts += [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n" % (len(key), key) for key in keys]
-        replies = await self.channel.call(b"".join(parts), 1 + len(keys))
+        parts += [b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n" % (len(key), key) for key in ttl_keys]
+        replies = await self.channel.call(b"".join(parts), 1 + len(ttl_keys))
         values = [replies[0]] if len(keys) == 1 else replies[0]
         return values, replies[1:]
 
@@ -376,9 +387,11 @@ class ClusterReader(CoalescingReader):
         values: list[bytes | None] = await self._client.mget_nonatomic(keys)
         return values
 
-    async def _fetch_with_ttls(self, keys: list[bytes]) -> tuple[list[bytes | None], list[int]]:
+    async def _fetch_with_ttls(
+        self, keys: list[bytes], ttl_keys: list[bytes]
+    ) -> tuple[list[bytes | None], list[int]]:
         values, *ttls = await asyncio.gather(
-            self._fetch_many(keys), *(self._client.pttl(key) for key in keys)
+            self._fetch_many(keys), *(self._client.pttl(key) for key in ttl_keys)
         )
         return values, ttls
 
