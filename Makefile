@@ -10,9 +10,12 @@ help:  ## list the targets
 
 install: .venv/.installed interop/node_modules/.installed  ## .venv with the dev tools, and the npm packages the interop tests drive
 
+# Everything: the extras and the OpenTelemetry SDK the telemetry tests read metrics with.
+ALL := --all-extras --group otel-sdk
+
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --all-extras
+	$(UV) sync $(ALL)
 	@touch $@
 
 interop/node_modules/.installed: interop/package.json interop/package-lock.json
@@ -28,27 +31,28 @@ demo:  ## see the cache work: miss, hit, invalidate, miss, on its own table and 
 	PYTHON=.venv/bin/python ./scripts/services
 	$(UV) run --no-sync mrc demo
 
-test: install services  ## the whole suite with branch coverage, twice: asyncmy + orjson, aiomysql + stdlib json
-	MRC_MYSQL_DRIVER=asyncmy $(UV) run pytest --cov --cov-report= --cov-fail-under=0
-	MRC_MYSQL_DRIVER=aiomysql MRC_JSON=stdlib $(UV) run pytest --cov --cov-append --cov-report=term
+test: install services  ## the whole suite with branch coverage, twice: asyncmy + orjson + OpenTelemetry, then aiomysql + stdlib json without OpenTelemetry installed
+	MRC_MYSQL_DRIVER=asyncmy $(UV) run $(ALL) pytest --cov --cov-report= --cov-fail-under=0
+	MRC_MYSQL_DRIVER=aiomysql MRC_JSON=stdlib $(UV) run --exact --extra fast pytest -m "not otel" --cov --cov-append --cov-report=term
+	$(UV) sync --inexact $(ALL)  # back to everything, for the other targets
 
 fuzz: install services  ## the differential test against Node, 10x the cases of make test, fresh seed (SEED=n replays)
 	@seed=$${SEED:-$$(date +%s)}; echo "MRC_FUZZ_SEED=$$seed"; \
-	MRC_FUZZ_SEED=$$seed MRC_FUZZ_CASES=1200 $(UV) run pytest -q tests/test_differential.py
+	MRC_FUZZ_SEED=$$seed MRC_FUZZ_CASES=1200 $(UV) run $(ALL) pytest -q tests/test_differential.py
 
 test-interop:  ## only the tests that run the real npm package
-	$(UV) run pytest -m interop
+	$(UV) run $(ALL) pytest -m interop
 
 lint:  ## ruff lint and format check
-	$(UV) run ruff check src tests benchmarks scripts
-	$(UV) run ruff format --check src tests benchmarks scripts
+	$(UV) run $(ALL) ruff check src tests benchmarks scripts
+	$(UV) run $(ALL) ruff format --check src tests benchmarks scripts
 
 format:  ## apply ruff's formatting and safe fixes
-	$(UV) run ruff format src tests benchmarks scripts
-	$(UV) run ruff check --fix src tests benchmarks scripts
+	$(UV) run $(ALL) ruff format src tests benchmarks scripts
+	$(UV) run $(ALL) ruff check --fix src tests benchmarks scripts
 
 typecheck:  ## mypy --strict over src and tests
-	$(UV) run mypy
+	$(UV) run $(ALL) mypy
 
 check: lint typecheck  ## lint + types
 
@@ -56,13 +60,13 @@ build:  ## wheel and sdist into dist/
 	$(UV) build
 
 release-check: install  ## build, then check the wheel's and sdist's metadata, and that version, CHANGELOG and tag agree
-	UV="$(UV)" $(UV) run python scripts/release_check.py
+	UV="$(UV)" $(UV) run $(ALL) python scripts/release_check.py
 
 bench-invalidation:  ## invalidation at 100k and 1M keys vs Node and a raw redis-py loop
-	$(UV) run python -m benchmarks.invalidation
+	$(UV) run $(ALL) python -m benchmarks.invalidation
 
-bench:  ## hits, misses, memory and stampedes vs Node 4.1.0 and the raw floors
-	$(UV) run python -m benchmarks.cache
+bench:  ## hits, misses, memory and stampedes vs Node 4.1.0 and the raw floors; what options cost
+	$(UV) run $(ALL) python -m benchmarks.cache
 
 clean:  ## remove build output, caches, .venv and node_modules
 	rm -rf dist build .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -10,13 +10,15 @@ measured twice: with the default client, and with `local_cache` on (hits answere
 process). Floors: redis-py GET + json.loads for hits, a plain fetch
 with the same driver for misses, the same queries run at once without the cache for the
 cold burst. Prints the median of each scenario and the ratios, then what options
-(refresh-ahead) cost on hits, against the default client in alternating runs.
+(refresh-ahead, OpenTelemetry) cost on hits, against the default client in alternating
+runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import statistics
 import subprocess
@@ -319,6 +321,47 @@ OPTIONS: dict[str, dict[str, Any]] = {"refresh_ahead=True": {"refresh_ahead": Tr
 OPTION_SCENARIOS = ("hit 1 row, sequential", "hit 1 row, 64 concurrent", "query_many of 64")
 
 
+def variants() -> dict[str, Callable[[], MRCClient]]:
+    """The clients compared with the default one: refresh-ahead on; OpenTelemetry's SDK
+    recording every metric and span (dropped at export); no OpenTelemetry at all, as
+    without the otel extra (the default client has the API but no SDK configured)."""
+    made: dict[str, Callable[[], MRCClient]] = {
+        label: functools.partial(MRCClient, MYSQL_CONFIG, REDIS_URL, **options)
+        for label, options in OPTIONS.items()
+    }
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError:
+        print("(no OpenTelemetry SDK: run with the otel extra and the otel-sdk group)")
+        return made
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    def with_sdk() -> MRCClient:
+        tracers = TracerProvider()
+        tracers.add_span_processor(BatchSpanProcessor(Dropped()))
+        meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        return MRCClient(MYSQL_CONFIG, REDIS_URL, meter_provider=meters, tracer_provider=tracers)
+
+    def without() -> MRCClient:
+        client = MRCClient(MYSQL_CONFIG, REDIS_URL)
+        client._telemetry = None  # what the client is when opentelemetry is not installed
+        return client
+
+    made["OpenTelemetry SDK on"] = with_sdk
+    made["no OpenTelemetry"] = without
+    return made
+
+
 async def compare_options(specs: list[dict[str, Any]], repeat: int) -> None:
     """Hits with each of OPTIONS on ÷ the default client's, in alternating runs."""
     chosen = [s for s in specs if any(name in s["name"] for name in OPTION_SCENARIOS)]
@@ -326,11 +369,8 @@ async def compare_options(specs: list[dict[str, Any]], repeat: int) -> None:
         return
     print(f"\n{'option (cost on hits)':<24} {'scenario':<38} {'default':>13} "
           f"{'option':>13} {'ratio':>7}")  # fmt: skip
-    for label, options in OPTIONS.items():
-        async with (
-            MRCClient(MYSQL_CONFIG, REDIS_URL) as plain,
-            MRCClient(MYSQL_CONFIG, REDIS_URL, **options) as varied,
-        ):
+    for label, make in variants().items():
+        async with MRCClient(MYSQL_CONFIG, REDIS_URL) as plain, make() as varied:
             for spec in chosen:
                 # the option's client fills the entries itself, as a process does before
                 # it reads them (refresh-ahead knows a query's fill time only then)

@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "_redis": {"_node", "_support", "_errors", "_stats"},
     "_mysql": {"_node", "_support", "_errors"},
     "_fills": {"_redis", "_node", "_support", "_errors", "_stats"},
+    "_telemetry": {"_errors", "_stats"},
 }
 # Third-party I/O packages a layer must not touch.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -27,6 +28,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_redis": {"aiomysql", "asyncmy", "pymysql"},
     "_mysql": {"redis", "hiredis"},
     "_fills": {"redis", "hiredis", "aiomysql", "asyncmy", "pymysql"},
+    "_telemetry": {"redis", "hiredis", "aiomysql", "asyncmy", "pymysql"},
 }
 
 

@@ -41,6 +41,8 @@ from ._redis.holder import RedisConfig, RedisHolder
 from ._redis.local import ABSENT
 from ._stats import CacheStats
 from ._support.loopbound import Borrowed, LoopBound
+from ._telemetry.calls import note
+from ._telemetry.setup import telemetry
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -191,6 +193,10 @@ class MRCClient:
         scripts: bool = True,
         local_cache_heartbeat: float = 1.0,
         refresh_ahead: bool | float = False,
+        name: str | None = None,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        trace_keys: bool = False,
     ) -> None:
         """Check the configuration; nothing connects until first use (see the class docs).
 
@@ -200,16 +206,16 @@ class MRCClient:
         if paramstyle not in PARAMSTYLES:
             raise ConfigError(f"paramstyle must be one of {PARAMSTYLES}, got {paramstyle!r}")
         self._paramstyle = paramstyle
-        for name, size in (("local_cache", local_cache), ("max_entry_bytes", max_entry_bytes)):
+        for option, size in (("local_cache", local_cache), ("max_entry_bytes", max_entry_bytes)):
             if size is not None and (type(size) is not int or size <= 0):
-                raise ConfigError(f"{name} must be a positive int of bytes, got {size!r}")
+                raise ConfigError(f"{option} must be a positive int of bytes, got {size!r}")
         if max_fills is not None and (type(max_fills) is not int or max_fills <= 0):
             raise ConfigError(f"max_fills must be a positive int, got {max_fills!r}")
         if not isinstance(scripts, bool):
             raise ConfigError(f"scripts must be True or False, got {scripts!r}")
         beta = _beta(refresh_ahead)
         self._refresh = None if beta is None else RefreshAhead(beta)
-        for name, value in (
+        for option, value in (
             ("redis_timeout", redis_timeout),
             ("breaker_cooldown", breaker_cooldown),
             ("lock_timeout", lock_timeout),
@@ -219,7 +225,7 @@ class MRCClient:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
             ):
-                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+                raise ConfigError(f"{option} must be a positive number of seconds, got {value!r}")
         self._pool: LoopBound[Pool] | Borrowed[Any]
         if _is_pool(mysql_config):
             # a pool the caller owns: its driver's own handshake and settings apply
@@ -251,6 +257,16 @@ class MRCClient:
             self._redis.where,
         )
         self._local_cache = local_cache is not None
+        self._telemetry = telemetry(
+            name=name,
+            meter_provider=meter_provider,
+            tracer_provider=tracer_provider,
+            trace_keys=trace_keys,
+            redis=self._redis.address,
+            mysql=_mysql_address(settings.connect_kwargs) if not _is_pool(mysql_config) else None,
+        )
+        if self._telemetry is not None:
+            self._telemetry.observe(self.stats, lambda: self._guard.breaker.is_open)
         self._flights = Flights(
             self._redis,
             self._guard,
@@ -259,6 +275,7 @@ class MRCClient:
             lock_timeout=lock_timeout,
             max_entry_bytes=max_entry_bytes,
             refresh_ahead=self._refresh,
+            on_fill=None if self._telemetry is None else self._telemetry.fill,
         )
         self._decodes = Decodes(_SHARED_DECODES_BUDGET, _SHARED_DECODE_MAX)
         self._closing = False
@@ -360,7 +377,11 @@ class MRCClient:
             async with pool.acquire() as conn:
                 await self._check_packet(conn, sql)  # a refusal here sent nothing: no kill
                 try:
-                    results = await self._driver.run_raw(conn, sql)
+                    if self._telemetry is None:
+                        results = await self._driver.run_raw(conn, sql)
+                    else:
+                        with self._telemetry.mysql_operation(sql):
+                            results = await self._driver.run_raw(conn, sql)
                 except self._driver.errors as exc:
                     if self._driver.breaks_connection(exc):
                         conn.close()
@@ -460,6 +481,12 @@ class MRCClient:
         if not callable(fn):
             raise InvalidArgumentError(f"fn must be an async function, got {type(fn).__name__}")
         text = self._text(query, params, False)
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.tracing:
+            call = self._with_cache(
+                fn, text, params, param_names, ttl, json_shaped=False, traced=True
+            )
+            return await telemetry.traced("with_cache", call)
         return await self._with_cache(fn, text, params, param_names, ttl, json_shaped=False)
 
     async def query_with_cache(
@@ -493,6 +520,12 @@ class MRCClient:
             ClientClosedError: `close()` cut the call short.
         """
         text = self._text(query, params, True)
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.tracing:
+            call = self._with_cache(
+                None, text, params, param_names, ttl, json_shaped=True, traced=True
+            )
+            return await telemetry.traced("query_with_cache", call)
         return await self._with_cache(None, text, params, param_names, ttl, json_shaped=True)
 
     def _sql(self, text: str, params: Sequence[object] | None) -> Callable[[], Awaitable[Any]]:
@@ -512,8 +545,10 @@ class MRCClient:
         ttl: int,
         *,
         json_shaped: bool,
+        traced: bool = False,
     ) -> Any:
-        """The cached value, or `fn()`'s (None: the query `query` with `params`)."""
+        """The cached value, or `fn()`'s (None: the query `query` with `params`); `traced`:
+        a read that goes out alone gets a span of its own."""
         key, unambiguous = build_checked_key(query, params, param_names)
         _check_ttl(ttl)
         if unambiguous and (not self._flights or self._flights.running(key) is None):
@@ -522,9 +557,14 @@ class MRCClient:
                 cached = await self._read(key, ttl_read)
             else:  # _read's last step, inlined: one coroutine frame fewer on every hit
                 try:
-                    raw = await self._redis.request(key, ttl_read)
+                    if traced and self._redis.reads_alone():
+                        assert self._telemetry is not None
+                        with self._telemetry.redis_span("GET", key):
+                            raw = await self._redis.request(key, ttl_read)
+                    else:
+                        raw = await self._redis.request(key, ttl_read)
                 except CacheError as exc:
-                    raw = await self._guard.failed(exc, None)
+                    raw = await self._read_failed(exc)
                 cached = self._take(key, raw)
             if cached is not _MISSING:
                 if ttl_read:
@@ -536,6 +576,7 @@ class MRCClient:
             fn = _awaited(fn)
         if not unambiguous:
             self.stats.bypasses += 1
+            note("bypass")
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
         return await self._flights.miss(key, fn, _ttl_with_jitter(ttl), json_shaped)
@@ -575,6 +616,20 @@ class MRCClient:
             QueryError: a miss's query failed (the first such error).
             CacheError: with `fail_open=False`, Redis failed.
         """
+        telemetry = self._telemetry
+        if telemetry is not None and telemetry.tracing:
+            call = self._many(query, params_list, param_names, ttl)
+            return await telemetry.traced("query_many_with_cache", call)
+        return await self._many(query, params_list, param_names, ttl)
+
+    async def _many(
+        self,
+        query: str,
+        params_list: Sequence[Sequence[object]],
+        param_names: Sequence[str],
+        ttl: int,
+    ) -> list[Any]:
+        """`query_many_with_cache`'s work."""
         if isinstance(params_list, str | bytes | Mapping) or not isinstance(params_list, Sequence):
             raise InvalidParamError(
                 f"params_list must be a list of params lists, got {type(params_list).__name__}"
@@ -626,6 +681,7 @@ class MRCClient:
                     )
         for index in bypassed:
             self.stats.bypasses += 1
+            note("bypass")
             fills.append(([index], None))  # uncached
         if fills:
             await asyncio.gather(
@@ -679,6 +735,8 @@ class MRCClient:
         absent: list[bytes | None] = [None] * len(remote)
         ttl_read = [key for key in remote if key in ttl_keys] if ttl_keys else None
         raws = await self._guard.op(self._redis.request_many(remote, ttl_read), absent)
+        if raws is absent:
+            self._lookups_missed(len(remote))
         value_of = self._decodes.value
         fetched: list[Any] = []
         hits = 0
@@ -715,15 +773,36 @@ class MRCClient:
             if local is not ABSENT:
                 self.stats.local_hits += 1
                 self.stats.hits += 1
+                note("local_hit")
                 logger.debug("cache hit %s (local)", key)
                 return local
         if self._guard.breaker.is_open:
-            return self._take(key, await self._guard.op(self._redis.get(key), None))
+            raw = await self._guard.op(self._redis.get(key), None)
+            self._lookups_missed(1)
+            return self._take(key, raw)
         try:
             raw = await self._redis.request(key, ttl)
         except CacheError as exc:
-            raw = await self._guard.failed(exc, None)
+            raw = await self._read_failed(exc)
         return self._take(key, raw)
+
+    async def _read_failed(self, exc: CacheError) -> bytes | None:
+        """A read failed: counted as the guard counts it, and as a lookup that missed for
+        it; failing open, None (no entry)."""
+        raw: bytes | None = await self._guard.failed(exc, None)
+        self._lookups_missed(1)
+        return raw
+
+    def _lookups_missed(self, count: int) -> None:
+        """`count` lookups fell back because their read was skipped or failed (as the
+        guard just said), for the lookups metric and a traced call's outcome."""
+        missed = self._guard.missed
+        if missed == "skipped":
+            self.stats._lookup_skips += count
+        elif missed == "error":
+            self.stats._lookup_errors += count
+        if missed is not None:
+            note(missed)
 
     def _take(self, key: str, raw: bytes | None) -> Any:
         """Decode and count what a read returned: the value, or _MISSING. Reads of bytes
@@ -741,6 +820,7 @@ class MRCClient:
                 logger.debug("cache hit %s", key)
                 return value
         self.stats.misses += 1  # an empty string is a miss for Node too
+        note("miss")
         logger.debug("cache miss %s", key)
         return _MISSING
 
@@ -793,6 +873,13 @@ def _beta(refresh_ahead: object) -> float | None:
     if isinstance(refresh_ahead, int | float) and 0 < refresh_ahead < math.inf:
         return float(refresh_ahead)
     raise ConfigError(f"refresh_ahead must be True, False or a positive β, got {refresh_ahead!r}")
+
+
+def _mysql_address(kwargs: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """The MySQL server's (host, port) from the connect keywords (None on a socket)."""
+    if kwargs.get("unix_socket"):
+        return None, None
+    return kwargs.get("host") or "localhost", int(kwargs.get("port") or 3306)
 
 
 def _awaited(fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:

@@ -6,11 +6,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 from ._redis.fills import STAMP_REFRESH, guarded_entry
 from ._redis.holder import Doomed, RedisConfig, RedisHolder
 from ._redis.invalidate import matches, scan_pattern, tokens_for
+from ._telemetry.setup import telemetry
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -41,15 +42,32 @@ class MRCServer:
 
     Args:
         redis_config: as for MRCClient.
+        name, meter_provider, tracer_provider: as for MRCClient (OpenTelemetry, with the
+            `otel` extra): `mrc.cache.invalidated` counts the entries deleted, and each
+            invalidation gets a span while tracing.
     """
 
-    def __init__(self, redis_config: RedisConfig = None) -> None:
+    def __init__(
+        self,
+        redis_config: RedisConfig = None,
+        *,
+        name: str | None = None,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+    ) -> None:
         """Check the configuration; nothing connects until first use.
 
         Raises:
             ConfigError: a bad Redis config, naming the bad part.
         """
         self._redis = RedisHolder(redis_config)
+        self._telemetry = telemetry(
+            name=name,
+            meter_provider=meter_provider,
+            tracer_provider=tracer_provider,
+            trace_keys=False,
+            redis=self._redis.address,
+        )
 
     async def drop_outdated_cache(
         self,
@@ -79,6 +97,25 @@ class MRCServer:
             CacheError: Redis failed.
         """
         tokens = tokens_for(key_names, key_values)
+        if self._telemetry is None:
+            return await self._drop(tokens, require_all_match, dry_run, progress)
+        with self._telemetry.span("mrc drop_outdated_cache") as span:
+            result = await self._drop(tokens, require_all_match, dry_run, progress)
+            if span is not None:
+                span.set_attribute("mrc.cache.invalidated", result)
+                span.set_attribute("mrc.cache.dry_run", dry_run)
+        if not dry_run:
+            self._telemetry.invalidated(result)
+        return result
+
+    async def _drop(
+        self,
+        tokens: list[bytes],
+        require_all_match: bool,
+        dry_run: bool,
+        progress: Callable[[DropProgress], object] | None,
+    ) -> int:
+        """`drop_outdated_cache`'s scan and deletes."""
         # AND: every doomed key holds the first token. OR: one filtered scan per token,
         # each skipping keys an earlier token's scan already took; past
         # MAX_FILTERED_SCANS tokens, one unfiltered scan.

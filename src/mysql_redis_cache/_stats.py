@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(slots=True)
@@ -44,12 +44,26 @@ class CacheStats:
     unstored: int = 0
     refreshes: int = 0
     refresh_errors: int = 0
+    # lookups among `misses` whose read failed or was skipped (for the lookups metric)
+    _lookup_errors: int = field(default=0, repr=False)
+    _lookup_skips: int = field(default=0, repr=False)
+    _earlier: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict, e.g. for a metrics exporter."""
-        return asdict(self)
+        return {name: getattr(self, name) for name in _PUBLIC}
 
     def reset(self) -> None:
-        """Set every counter back to zero."""
-        for name in self.__slots__:
+        """Set every counter back to zero (the lifetime totals keep counting)."""
+        for name in _COUNTERS:
+            self._earlier[name] = self._earlier.get(name, 0) + getattr(self, name)
             setattr(self, name, 0)
+
+    def totals(self) -> dict[str, int]:
+        """Every counter since the client was made, `reset()` or not (what a monotonic
+        metric exports); the names of `as_dict()`, and the private ones."""
+        return {name: self._earlier.get(name, 0) + getattr(self, name) for name in _COUNTERS}
+
+
+_COUNTERS = tuple(f.name for f in fields(CacheStats) if f.name != "_earlier")
+_PUBLIC = tuple(name for name in _COUNTERS if not name.startswith("_"))

@@ -46,6 +46,7 @@ class Flights:
         lock_timeout: float | None,
         max_entry_bytes: int | None,
         refresh_ahead: RefreshAhead | None = None,
+        on_fill: Callable[[str, float], None] | None = None,
     ) -> None:
         self._redis = redis
         self._guard = guard
@@ -57,6 +58,7 @@ class Flights:
         self._waiting: dict[Flight, int] = {}  # callers awaiting each fill
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_ahead = refresh_ahead  # told how long each fill took, what it stored
+        self._on_fill = on_fill  # told each fill's outcome and duration (for metrics)
         self._failures = Occasional(
             "a refresh ahead of expiry failed (the entry stays until it expires)", "refresh_errors"
         )
@@ -168,6 +170,7 @@ class Flights:
         the lock and Redis took its marker; else it returns (None, None) at once.
         """
         op, redis = self._guard.op, self._redis
+        began = time.monotonic()
         token = tokens.next()
         unmarked: list[bytes] = []  # a fallback no reply can be: Redis failed, no marker set
         lock_ms = None if self._lock_timeout is None else max(1, round(self._lock_timeout * 1000))
@@ -195,23 +198,31 @@ class Flights:
         try:
             result = await fn()
             payload = encode_rows(result) if json_shaped else encode(result)
-        except BaseException:
+        except BaseException as exc:
             await release()
+            if self._on_fill is not None and not isinstance(exc, asyncio.CancelledError):
+                self._on_fill("error", time.monotonic() - began)
             raise
         took = time.monotonic() - started
         value = result if json_shaped else decode(payload)
         stored = False
+        outcome = "error"  # Redis took no marker, or failed the store
         if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
             self._oversized(key, len(payload))
             await release()
+            outcome = "oversized"
         elif seen is not unmarked:
             commit = redis.commit_fill(key, token, payload, expiry, seen or [], locked)
             stored = await op(commit, True, write=True)
+            if self._guard.missed is None:
+                outcome = "stored" if stored else "refused"
             if not stored:
                 self._stats.refused += 1
                 logger.debug("not caching %s: an invalidation overtook it", key)
         if self._refresh_ahead is not None:
             self._refresh_ahead.filled(key, took, expiry if stored else None)
+        if self._on_fill is not None:
+            self._on_fill(outcome, time.monotonic() - began)
         return value, payload
 
     def _oversized(self, key: str, size: int) -> None:

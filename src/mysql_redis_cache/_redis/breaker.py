@@ -84,6 +84,8 @@ class Guard:
         self.breaker = breaker
         self.fail_open = fail_open
         self.gate = WriteGate(breaker.cooldown, where)
+        # why the call just made fell back: "skipped" (breaker open), "error", or None
+        self.missed: str | None = None
         self._refusals = Occasional(
             f"Redis at {where} refused a command, served without the cache", "errors"
         )
@@ -97,13 +99,16 @@ class Guard:
         Raises:
             CacheError: a failure (or an open breaker or gate) with `fail_open=False`.
         """
+        self.missed = None
         if not self.breaker.allow():
             self._stats.skipped += 1
+            self.missed = "skipped"
             return self._skip(
                 op, fallback, BreakerOpen("Redis is unavailable: circuit breaker open")
             )
         if write and not self.gate.allow():
             self._stats.unstored += 1
+            self.missed = "skipped"
             assert self.gate.refusal is not None
             return self._skip(
                 op, fallback, CacheError(f"Redis at {self.gate.where} {self.gate.refusal.value}")
@@ -128,6 +133,7 @@ class Guard:
     async def failed[T](self, exc: CacheError, fallback: T, *, write: bool = False) -> T:
         """Count a Redis failure: an outage opens the breaker, a refused write the gate,
         any other refusal is logged a few times; then fail open or raise."""
+        self.missed = "skipped" if isinstance(exc, BreakerOpen) else "error"
         if isinstance(exc, BreakerOpen):  # Redis was not asked
             self._stats.skipped += 1
         elif isinstance(exc, CacheUnavailableError):

@@ -113,12 +113,14 @@ class RedisHolder:
         self._local_cache = local_cache
         if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
             self.where = where_of(config)
+            self.address = address_of(config)
             self.markers = Markers(scripts, self.where)
             self._check_local_cache(isinstance(config, aioredis.RedisCluster))
             self._bound = Borrowed(self._handle_for(config), _release_reader)
             return
         self._url, self._options = parse_redis_config(config)
         self.where = where_of(self._url, self._options)
+        self.address = address_of(self._url, self._options)
         self.markers = Markers(scripts, self.where)
         self._cluster = bool(self._options.pop("cluster", False))
         self._sentinel = self._options.pop("sentinel", None)
@@ -208,6 +210,10 @@ class RedisHolder:
 
     async def get(self, key: str) -> bytes | None:
         return await self.request(key)
+
+    def reads_alone(self) -> bool:
+        """Whether a read made now goes out alone (no read in flight to join)."""
+        return not self._bound.get().reader.busy
 
     def expiries(self, keys: list[str]) -> list[float | None]:
         """When Redis expires each of `keys` (monotonic; inf: never), as their last read
@@ -411,6 +417,26 @@ def where_of(config: Any, options: Mapping[str, Any] | None = None) -> str:
             return kind + parsed.path
         return f"{kind}{parsed.hostname or 'localhost'}:{parsed.port or 6379}"
     return kind + _address(options)
+
+
+def address_of(
+    config: Any, options: Mapping[str, Any] | None = None
+) -> tuple[str | None, int | None]:
+    """The (host, port) a config or client names (None where unknown: Sentinel, a socket)."""
+    if isinstance(config, aioredis.RedisCluster):
+        kwargs: Mapping[str, Any] = config.nodes_manager.connection_kwargs
+    elif isinstance(config, aioredis.Redis):
+        kwargs = config.connection_pool.connection_kwargs
+    elif isinstance(config, str):
+        parsed = urllib.parse.urlsplit(config)
+        if parsed.scheme == "unix":
+            return None, None
+        return parsed.hostname or "localhost", parsed.port or 6379
+    else:
+        kwargs = options or {}
+    if kwargs.get("sentinel") or kwargs.get("path"):
+        return None, None
+    return kwargs.get("host") or "localhost", int(kwargs.get("port") or 6379)
 
 
 def _address(kwargs: Mapping[str, Any]) -> str:

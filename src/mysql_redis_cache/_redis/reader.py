@@ -76,6 +76,11 @@ class CoalescingReader:
         self._batch_task: asyncio.Task[None] | None = None  # keeps the running batch alive
         self.batches = 0  # round trips made, for tests
 
+    @property
+    def busy(self) -> bool:
+        """Whether a read is in flight (a new one joins the next batch)."""
+        return self._pending
+
     def request(self, key: bytes, ttl: bool = False) -> Awaitable[bytes | None]:
         """Await it for the value of `key` (None when absent); `ttl`: read its PTTL with it
         (then `expiry(key)` tells when it expires)."""

@@ -1,0 +1,220 @@
+"""The instruments and spans of one client or server. Their names are fixed: dashboards
+depend on them (README, "Metrics and tracing").
+
+Metrics:
+- `mrc.cache.lookups` (counter; `mrc.cache.result`: hit, local_hit, miss, bypass,
+  skipped, error), observed from `CacheStats`;
+- `mrc.cache.fills` (counter; `mrc.cache.fill.outcome`: stored, refused, oversized,
+  error) and `mrc.cache.fill.duration` (histogram, s);
+- `db.client.operation.duration` (histogram, s; `db.system.name` mysql,
+  `db.operation.name`), per the stable database conventions;
+- `mrc.redis.breaker.open` (gauge, 1 while open);
+- `mrc.cache.refreshes` and `mrc.cache.refresh.errors` (counters, observed);
+- `mrc.cache.invalidated` (counter; entries `MRCServer` deleted).
+Attributes are low-cardinality: `mrc.client.name` (when named) and the server's
+`server.address` / `server.port`; never a key, a param or SQL text unless `trace_keys`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from importlib.metadata import version
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .._stats import CacheStats
+from .calls import CALL, Call
+
+_LIBRARY = "mysql_redis_cache"
+_VERSION = version("actvalue.mysql-redis-cache")
+
+
+def address(host: object, port: object) -> dict[str, Any]:
+    """`server.address` / `server.port` attributes (as far as they are known)."""
+    attributes: dict[str, Any] = {}
+    if host:
+        attributes["server.address"] = str(host)
+    if port:
+        attributes["server.port"] = int(port)  # type: ignore[call-overload]
+    return attributes
+
+
+class Telemetry:
+    """A client's or server's instruments and tracer.
+
+    Args:
+        name: the client's name, `mrc.client.name` on everything (None: none).
+        meter_provider, tracer_provider: None for the global ones (which stay no-ops
+            until an SDK is configured).
+        trace_keys: also put cache keys and SQL text on spans (they may hold personal data).
+        redis, mysql: the servers' address attributes.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str | None,
+        meter_provider: Any,
+        tracer_provider: Any,
+        trace_keys: bool,
+        redis: Mapping[str, Any],
+        mysql: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.trace_keys = trace_keys
+        self._common: dict[str, Any] = {} if name is None else {"mrc.client.name": name}
+        self._redis = {**self._common, **redis}
+        self._mysql = {**self._common, "db.system.name": "mysql", **(mysql or {})}
+        self._meter = metrics.get_meter(_LIBRARY, _VERSION, meter_provider=meter_provider)
+        self._tracer = trace.get_tracer(_LIBRARY, _VERSION, tracer_provider=tracer_provider)
+        # with no provider given, spans are made only once an SDK is the global provider
+        self._records: Callable[[], bool] = _global_records
+        if tracer_provider is not None:
+            given = not isinstance(tracer_provider, trace.NoOpTracerProvider)
+            self._records = lambda: given
+        self._fills = self._meter.create_counter(
+            "mrc.cache.fills", unit="{fill}", description="Fills by outcome."
+        )
+        self._fill_duration = self._meter.create_histogram(
+            "mrc.cache.fill.duration", unit="s", description="Duration of a cache fill."
+        )
+        self._db_duration = self._meter.create_histogram(
+            "db.client.operation.duration",
+            unit="s",
+            description="Duration of database client operations.",
+        )
+        self._invalidated = self._meter.create_counter(
+            "mrc.cache.invalidated", unit="{entry}", description="Entries invalidated."
+        )
+
+    def observe(self, stats: CacheStats, breaker_open: Callable[[], bool]) -> None:
+        """Report a client's counters and breaker from `stats` and `breaker_open` when a
+        reader collects (nothing is done per call)."""
+        common, redis = self._common, self._redis
+
+        def lookups(options: CallbackOptions) -> Iterable[Observation]:
+            totals = stats.totals()
+            failed, skipped = totals["_lookup_errors"], totals["_lookup_skips"]
+            for result, value in (
+                ("hit", totals["hits"] - totals["local_hits"]),
+                ("local_hit", totals["local_hits"]),
+                ("miss", totals["misses"] - failed - skipped),
+                ("bypass", totals["bypasses"]),
+                ("skipped", skipped),
+                ("error", failed),
+            ):
+                yield Observation(value, {**redis, "mrc.cache.result": result})
+
+        def refreshes(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            return lambda options: [Observation(stats.totals()[name], common)]
+
+        def breaker(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(1 if breaker_open() else 0, redis)]
+
+        meter = self._meter
+        meter.create_observable_counter(
+            "mrc.cache.lookups", [lookups], unit="{lookup}", description="Lookups by result."
+        )
+        meter.create_observable_counter(
+            "mrc.cache.refreshes", [refreshes("refreshes")], unit="{refresh}",
+            description="Entries refreshed ahead of their expiry.",
+        )  # fmt: skip
+        meter.create_observable_counter(
+            "mrc.cache.refresh.errors", [refreshes("refresh_errors")], unit="{refresh}",
+            description="Refreshes whose query or function failed.",
+        )  # fmt: skip
+        meter.create_observable_gauge(
+            "mrc.redis.breaker.open", [breaker], unit="1",
+            description="1 while the Redis circuit breaker is open.",
+        )  # fmt: skip
+
+    @property
+    def tracing(self) -> bool:
+        """Whether spans are recorded (a provider with an SDK behind it)."""
+        return self._records()
+
+    async def traced[T](self, method: str, call: Awaitable[T]) -> T:
+        """Await one public call in its span, `mrc.cache.result` set from what it found."""
+        outcome = Call()
+        token = CALL.set(outcome)
+        attributes = dict(self._redis)
+        try:
+            with self._tracer.start_as_current_span(f"mrc {method}", attributes=attributes) as span:
+                try:
+                    return await call
+                finally:
+                    span.set_attribute("mrc.cache.result", outcome.result)
+        finally:
+            CALL.reset(token)
+
+    @contextlib.contextmanager
+    def redis_span(self, operation: str, key: str) -> Iterator[None]:
+        """The span of a Redis read sent alone (not coalesced with others)."""
+        attributes = {**self._redis, "db.system.name": "redis", "db.operation.name": operation}
+        if self.trace_keys:
+            attributes["mrc.cache.key"] = key
+        with self._tracer.start_as_current_span(
+            operation, kind=trace.SpanKind.CLIENT, attributes=attributes
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def mysql_operation(self, sql: str) -> Iterator[None]:
+        """Time a MySQL statement (`db.client.operation.duration`) and, when tracing, give it
+        a span per the database conventions."""
+        operation = _operation(sql)
+        attributes = {**self._mysql, "db.operation.name": operation}
+        start = time.perf_counter()
+        error: str | None = None
+        span_attributes = dict(attributes)
+        if self.trace_keys:
+            span_attributes["db.query.text"] = sql
+        spans = (
+            self._tracer.start_as_current_span(
+                operation, kind=trace.SpanKind.CLIENT, attributes=span_attributes
+            )
+            if self.tracing
+            else contextlib.nullcontext()
+        )
+        try:
+            with spans:
+                yield
+        except BaseException as exc:
+            error = type(exc).__qualname__
+            raise
+        finally:
+            if error is not None:
+                attributes["error.type"] = error
+            self._db_duration.record(time.perf_counter() - start, attributes)
+
+    def fill(self, outcome: str, seconds: float) -> None:
+        """A fill ended: stored, refused, oversized or error, after `seconds`."""
+        self._fills.add(1, {**self._redis, "mrc.cache.fill.outcome": outcome})
+        self._fill_duration.record(seconds, self._redis)
+
+    def invalidated(self, count: int) -> None:
+        if count:
+            self._invalidated.add(count, self._redis)
+
+    @contextlib.contextmanager
+    def span(self, name: str) -> Iterator[Any]:
+        """A plain span of this library's (e.g. an invalidation), when tracing."""
+        if not self.tracing:
+            yield None
+            return
+        with self._tracer.start_as_current_span(name, attributes=self._redis) as span:
+            yield span
+
+
+def _global_records() -> bool:
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def _operation(sql: str) -> str:
+    """The statement's first keyword, upper-cased (`db.operation.name`): SELECT, INSERT..."""
+    word = sql.lstrip(" \t\r\n(").split(None, 1)[:1]
+    return word[0].upper()[:32] if word and word[0].isalpha() else "OTHER"
