@@ -161,34 +161,10 @@ class Telemetry:
         ):
             yield
 
-    @contextlib.contextmanager
-    def mysql_operation(self, sql: str) -> Iterator[None]:
+    def mysql_operation(self, sql: str) -> _Operation:
         """Time a MySQL statement (`db.client.operation.duration`) and, when tracing, give it
-        a span per the database conventions."""
-        operation = _operation(sql)
-        attributes = {**self._mysql, "db.operation.name": operation}
-        start = time.perf_counter()
-        error: str | None = None
-        span_attributes = dict(attributes)
-        if self.trace_keys:
-            span_attributes["db.query.text"] = sql
-        spans = (
-            self._tracer.start_as_current_span(
-                operation, kind=trace.SpanKind.CLIENT, attributes=span_attributes
-            )
-            if self.tracing
-            else contextlib.nullcontext()
-        )
-        try:
-            with spans:
-                yield
-        except BaseException as exc:
-            error = type(exc).__qualname__
-            raise
-        finally:
-            if error is not None:
-                attributes["error.type"] = error
-            self._db_duration.record(time.perf_counter() - start, attributes)
+        a span per the database conventions: `with telemetry.mysql_operation(sql): ...`."""
+        return _Operation(self, sql)
 
     def fill(self, outcome: str, seconds: float) -> None:
         """A fill ended: stored, refused, oversized or error, after `seconds`."""
@@ -209,9 +185,65 @@ class Telemetry:
             yield span
 
 
-def _global_records() -> bool:
-    provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+class _GlobalRecords:
+    """Whether the global tracer provider records: an SDK was set as the global provider.
+    Looked up again at most once a second (the lookup reads the environment each time
+    while no provider is set, too slow to make on every hit)."""
+
+    def __init__(self) -> None:
+        self._records = False
+        self._next = 0.0
+
+    def __call__(self) -> bool:
+        if self._records:
+            return True  # a global provider, once set, is never unset
+        now = time.monotonic()
+        if now >= self._next:
+            provider = trace.get_tracer_provider()
+            self._records = not isinstance(
+                provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
+            )
+            self._next = now + 1.0
+        return self._records
+
+
+_global_records = _GlobalRecords()
+
+
+class _Operation:
+    """A MySQL statement timed, and given a span when tracing (a class: this runs on every
+    miss, and a generator-based context manager costs more)."""
+
+    __slots__ = ("_attributes", "_span", "_sql", "_start", "_telemetry")
+
+    def __init__(self, telemetry: Telemetry, sql: str) -> None:
+        self._telemetry = telemetry
+        self._sql = sql
+        self._attributes = {**telemetry._mysql, "db.operation.name": _operation(sql)}
+        self._span: Any = None
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        telemetry = self._telemetry
+        if telemetry.tracing:
+            attributes = dict(self._attributes)
+            if telemetry.trace_keys:
+                attributes["db.query.text"] = self._sql
+            self._span = telemetry._tracer.start_as_current_span(
+                attributes["db.operation.name"], kind=trace.SpanKind.CLIENT, attributes=attributes
+            )
+            self._span.__enter__()
+        self._start = time.perf_counter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        attributes = self._attributes
+        if kind is not None:
+            attributes["error.type"] = kind.__qualname__
+        self._telemetry._db_duration.record(time.perf_counter() - self._start, attributes)
+        if self._span is not None:
+            self._span.__exit__(kind, exc, tb)
 
 
 def _operation(sql: str) -> str:
