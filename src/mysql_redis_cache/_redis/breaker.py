@@ -4,12 +4,11 @@ and the guard every cache-path Redis call goes through."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 
 from .._errors import CacheError, CacheUnavailableError
 from .._stats import CacheStats
-from .states import Occasional, WriteGate, refusal_of
+from .states import Occasional, Probing, WriteGate, refusal_of
 
 logger = logging.getLogger("mysql_redis_cache")
 
@@ -18,7 +17,7 @@ class BreakerOpen(CacheUnavailableError):
     """Redis was not asked: the circuit breaker is open, or the read ahead failed."""
 
 
-class Breaker:
+class Breaker(Probing):
     """Closed while Redis answers; open for `cooldown` seconds after a failure.
 
     When the cool-down ends, exactly one call is let through as a probe (the others keep
@@ -27,27 +26,16 @@ class Breaker:
     """
 
     def __init__(self, cooldown: float, fail_open: bool = True) -> None:
-        self.cooldown = cooldown
+        super().__init__(cooldown)
         self._meanwhile = "serving without the cache" if fail_open else "calls raise"
-        self._open_until = 0.0
         self._outage = False
 
     @property
     def is_open(self) -> bool:
         return self._outage
 
-    def allow(self) -> bool:
-        """Whether this call may use Redis (taking the probe slot when one is due)."""
-        if not self._outage:
-            return True
-        now = time.monotonic()
-        if now < self._open_until:
-            return False
-        self._open_until = now + self.cooldown  # this call is the probe
-        return True
-
     def failure(self, exc: BaseException) -> None:
-        self._open_until = time.monotonic() + self.cooldown
+        self._hold()
         if not self._outage:
             self._outage = True
             logger.warning(
@@ -60,7 +48,6 @@ class Breaker:
     def success(self) -> None:
         if self._outage:
             self._outage = False
-            self._open_until = 0.0
             logger.warning("Redis is reachable again: cache back in use")
 
 

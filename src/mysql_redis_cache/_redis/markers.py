@@ -94,23 +94,9 @@ class Markers:
                 return bool(stored)
             except redis.exceptions.ResponseError as exc:
                 self._refused(exc)
-        return await self._commit_plain(send, call, key, token, payload, expiry, seen, locked)
-
-    async def _commit_plain(
-        self,
-        send: Send,
-        call: Call | None,
-        key: bytes,
-        token: bytes,
-        payload: bytes | None,
-        expiry: int,
-        seen: list[bytes],
-        locked: bool,
-    ) -> bool:
-        """COMMIT as plain commands: check, store, check again and undo the store if
-        overtaken. Not atomic: an invalidation that deletes the entry between the store
-        and the second check, and the marker after it, leaves the entry."""
-        stamps, marker, lock = stamps_for(key), marker_of(key, token), lock_of(key)
+        # As plain commands: check, store, check again and undo the store if overtaken.
+        # Not atomic: an invalidation that deletes the entry between the store and the
+        # second check, and the marker after it, leaves the entry.
 
         async def intact() -> bool:
             ours, *now = _raised(await send([("EXISTS", marker), *(("GET", s) for s in stamps)]))
@@ -123,11 +109,9 @@ class Markers:
             if not stored:
                 _raised(await send([("DEL", key)]))
         _raised(await send([("DEL", marker)]))
-        if not locked:
-            pass
-        elif self.scripts:  # one key: a script runs on a Cluster too
+        if locked and self.scripts:  # one key: a script runs on a Cluster too
             await self._script(call or _first(send), RELEASE, [lock], [token])
-        elif _raised(await send([("GET", lock)]))[0] == token:
+        elif locked and _raised(await send([("GET", lock)]))[0] == token:
             _raised(await send([("DEL", lock)]))  # may race a new holder: the lock only saves work
         return stored
 

@@ -106,7 +106,7 @@ class Silence:
         self._started = loop.time()
         self._task = task
         self._unsent = unsent
-        self._sent = unsent() if unsent is not None else 0
+        self._sent = 0  # `wrote()` reads it once the request is handed over
         self._seen = _FRESH
         self._steps = steps
         if self._watch is None:

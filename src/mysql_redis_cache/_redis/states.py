@@ -54,28 +54,48 @@ def scripts_refused(exc: BaseException) -> bool:
     )
 
 
-class WriteGate:
-    """Closed while Redis takes writes; open for `cooldown` seconds after it refused one
-    (read-only, out of memory), then one write probes. Reads never pass through it."""
+class Probing:
+    """Open after a failure: for `cooldown` seconds nothing passes, then exactly one call
+    (the probe); its failure opens it again, its success closes it."""
 
-    def __init__(self, cooldown: float, where: str) -> None:
+    def __init__(self, cooldown: float) -> None:
         self.cooldown = cooldown
-        self.where = where
-        self.refusal: Refusal | None = None
         self._until = 0.0
 
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError
+
     def allow(self) -> bool:
-        """Whether this write may be sent (taking the probe slot when one is due)."""
-        if self.refusal is None:
+        """Whether this call may go (taking the probe slot when one is due)."""
+        if not self.is_open:
             return True
         now = time.monotonic()
         if now < self._until:
             return False
-        self._until = now + self.cooldown  # this write is the probe
+        self._until = now + self.cooldown  # this call is the probe
         return True
 
-    def refused(self, refusal: Refusal, exc: BaseException) -> None:
+    def _hold(self) -> None:
+        """Keep it open for another cooldown."""
         self._until = time.monotonic() + self.cooldown
+
+
+class WriteGate(Probing):
+    """Closed while Redis takes writes; open for `cooldown` seconds after it refused one
+    (read-only, out of memory), then one write probes. Reads never pass through it."""
+
+    def __init__(self, cooldown: float, where: str) -> None:
+        super().__init__(cooldown)
+        self.where = where
+        self.refusal: Refusal | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.refusal is not None
+
+    def refused(self, refusal: Refusal, exc: BaseException) -> None:
+        self._hold()
         if self.refusal is not refusal:
             self.refusal = refusal
             logger.warning(
@@ -90,7 +110,6 @@ class WriteGate:
         if self.refusal is not None:
             logger.warning("Redis at %s takes writes again: entries are stored", self.where)
             self.refusal = None
-            self._until = 0.0
 
 
 class Occasional:
