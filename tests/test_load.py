@@ -8,7 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -78,21 +77,17 @@ async def test_a_cold_burst_on_a_cluster_is_all_cached() -> None:
             assert_healthy(client)
 
 
-async def capacity(client: MRCClient, keys: int, seconds: float) -> float:
-    """Calls a second that 64 closed-loop workers get through, over cached keys."""
-    done = 0
-    stop = time.monotonic() + seconds
-
-    async def worker(first: int) -> None:
-        nonlocal done
-        n = first
-        while time.monotonic() < stop:
-            await client.query_with_cache(FAST, [n % keys], ["Id"])
-            done += 1
-            n += 64
-
-    await asyncio.gather(*(worker(w) for w in range(64)))
-    return done / seconds
+async def capacity(client: MRCClient, keys: int) -> float:
+    """Calls a second the client gets through with one call for each cached key in flight
+    at once: its best rate, as concurrent reads share round trips (64 closed-loop workers
+    measured less than 70 % of it, too little to overload it at 1.5x)."""
+    loop = asyncio.get_running_loop()
+    best = 0.0
+    for _ in range(3):  # the first also warms up
+        start = loop.time()
+        await asyncio.gather(*(client.query_with_cache(FAST, [n], ["Id"]) for n in range(keys)))
+        best = max(best, keys / (loop.time() - start))
+    return best
 
 
 def mysql_selects() -> int:
@@ -107,13 +102,13 @@ def mysql_selects() -> int:
 
 
 async def test_an_overload_adds_latency_not_outages(redis_sync: redis.Redis) -> None:
-    """Calls over 5,000 cached keys arriving at 1.5x the measured capacity for 4 s: no
+    """Calls over 5,000 cached keys arriving at 1.5x the client's best rate for 4 s: no
     Redis error, nothing skipped, no MySQL query, and the backlog drains within twice the
     overload's length (the work it holds takes about half of it)."""
     keys, seconds = 5_000, 4.0
     async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
         await client.query_many_with_cache(FAST, [[n] for n in range(keys)], ["Id"])
-        rate = 1.5 * await capacity(client, keys, 1.0)
+        rate = 1.5 * await capacity(client, keys)
         client.stats.reset()
         before = mysql_selects()
         loop = asyncio.get_running_loop()
@@ -133,7 +128,7 @@ async def test_an_overload_adds_latency_not_outages(redis_sync: redis.Redis) -> 
         assert (sent, 0, 0) == (client.stats.hits, client.stats.misses, client.stats.bypasses)
         assert_healthy(client)
     assert mysql_selects() - before <= 1  # the look-up itself
-    assert backlog > 0.1 * sent  # it was an overload
+    assert backlog > 0.1 * sent, (backlog, sent)  # it was an overload
     assert drained < 2 * overloaded, (drained, overloaded, backlog, sent)
 
 
