@@ -323,8 +323,9 @@ OPTION_SCENARIOS = ("hit 1 row, sequential", "hit 1 row, 64 concurrent", "query_
 
 def variants() -> dict[str, Callable[[], MRCClient]]:
     """The clients compared with the default one: refresh-ahead on; OpenTelemetry's SDK
-    recording every metric and span (dropped at export); no OpenTelemetry at all, as
-    without the otel extra (the default client has the API but no SDK configured)."""
+    recording the metrics, with no traces, 1 % of them or all (spans dropped at export);
+    no OpenTelemetry at all, as without the otel extra (the default client has the API
+    but no SDK configured)."""
     made: dict[str, Callable[[], MRCClient]] = {
         label: functools.partial(MRCClient, MYSQL_CONFIG, REDIS_URL, **options)
         for label, options in OPTIONS.items()
@@ -338,6 +339,7 @@ def variants() -> dict[str, Callable[[], MRCClient]]:
             SpanExporter,
             SpanExportResult,
         )
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     except ImportError:
         print("(no OpenTelemetry SDK: run with the otel extra and the otel-sdk group)")
         return made
@@ -346,18 +348,29 @@ def variants() -> dict[str, Callable[[], MRCClient]]:
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    def with_sdk() -> MRCClient:
-        tracers = TracerProvider()
-        tracers.add_span_processor(BatchSpanProcessor(Dropped()))
-        meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
-        return MRCClient(MYSQL_CONFIG, REDIS_URL, meter_provider=meters, tracer_provider=tracers)
+    def with_sdk(traced: float | None) -> Callable[[], MRCClient]:
+        """Metrics recorded; `traced`, the share of traces sampled (None: no tracer SDK)."""
+
+        def make() -> MRCClient:
+            meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+            tracers = None
+            if traced is not None:
+                tracers = TracerProvider(sampler=ParentBased(TraceIdRatioBased(traced)))
+                tracers.add_span_processor(BatchSpanProcessor(Dropped()))
+            return MRCClient(
+                MYSQL_CONFIG, REDIS_URL, meter_provider=meters, tracer_provider=tracers
+            )
+
+        return make
 
     def without() -> MRCClient:
         client = MRCClient(MYSQL_CONFIG, REDIS_URL)
         client._telemetry = None  # what the client is when opentelemetry is not installed
         return client
 
-    made["OpenTelemetry SDK on"] = with_sdk
+    made["OTel SDK, metrics only"] = with_sdk(None)
+    made["OTel SDK, 1 % traced"] = with_sdk(0.01)
+    made["OTel SDK, all traced"] = with_sdk(1.0)
     made["no OpenTelemetry"] = without
     return made
 
