@@ -45,16 +45,17 @@ def listener_ids(client: MRCClient) -> int:
 
 
 async def test_repeated_reads_are_local_hits(local: MRCClient) -> None:
-    """After the first read, hits come from the local cache, each caller its own copy."""
+    """After the first reads, hits come from the local cache, each caller its own copy."""
     first = await local.query_with_cache(Q, [1], ["N"])
-    second = await local.query_with_cache(Q, [1], ["N"])
-    third = await local.query_with_cache(Q, [1], ["N"])
-    assert first == second == third == [{"n": 1}]
-    assert 1 == local.stats.misses
-    assert 2 == local.stats.hits  # the second read fetched from Redis and kept the entry
-    assert 1 == local.stats.local_hits
-    second[0]["n"] = 99  # a caller mutating its result touches nobody else's
+    # Redis reports the miss's own store to the listener (its GET tracked the key); a read
+    # in flight when that report lands keeps nothing, and the next one is kept instead
+    later = [await local.query_with_cache(Q, [1], ["N"]) for _ in range(3)]
+    assert [[{"n": 1}]] * 4 == [first, *later]
+    assert (1, 3) == (local.stats.misses, local.stats.hits)
+    assert local.stats.local_hits >= 1
+    later[-1][0]["n"] = 99  # a caller mutating its result touches nobody else's
     assert [{"n": 1}] == await local.query_with_cache(Q, [1], ["N"])
+    assert local.stats.local_hits >= 2
 
 
 async def test_delete_elsewhere_drops_the_local_entry(
