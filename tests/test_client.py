@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from mysql_redis_cache import (
     MRCClient,
     QueryError,
 )
-from mysql_redis_cache._node.json import decode
+from mysql_redis_cache._node.json import decode, encode
 
 from ._tables import create_all_types
 from .conftest import MYSQL_CONFIG, REDIS_URL
@@ -48,6 +49,34 @@ def test_decode_matches_json_exactly(raw: bytes) -> None:
     """Whichever JSON library decodes, every number comes back as json.loads reads it."""
     decoded = decode(raw)
     assert repr(json.loads(raw)) == repr(decoded)
+
+
+async def test_a_large_entry_is_stored_without_a_copy(
+    client: MRCClient, redis_sync: redis.Redis
+) -> None:
+    """Storing a 4 MB entry takes no more memory at its peak than encoding it does: the
+    command sent to Redis is not a second copy of the payload."""
+    rows = [{"id": n, "text": "x" * 400} for n in range(10_000)]
+    await client.write_to_cache("big", [1], [1], ["N"])  # the connection is open
+
+    async def peak_of(work: Any) -> int:
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            await work()
+            return tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+
+    async def encoding() -> None:
+        encode(rows)
+
+    encoded = await peak_of(encoding)
+    stored = await peak_of(lambda: client.write_to_cache("big", rows, [1], ["N"]))
+    entry = redis_sync.get(client.get_key_from_query("big", [1], ["N"]))
+    assert entry is not None
+    assert rows == json.loads(entry)
+    assert stored < encoded + len(entry) // 4, (stored, encoded, len(entry))
 
 
 async def test_extreme_bigints_miss_equals_hit(client: MRCClient) -> None:

@@ -53,10 +53,12 @@ class Channel:
     def open(self) -> bool:
         return self._conn is not None
 
-    async def call(self, command: bytes, replies: int = 1, *, inline_errors: bool = False) -> Any:
-        """Send the packed `command` and return its reply (a list of `replies` if more
-        than one; with `inline_errors`, error replies are in that list as exceptions
-        instead of raised).
+    async def call(
+        self, command: bytes | list[bytes], replies: int = 1, *, inline_errors: bool = False
+    ) -> Any:
+        """Send the packed `command` (a list: its buffers in turn) and return its reply
+        (a list of `replies` if more than one; with `inline_errors`, error replies are in
+        that list as exceptions instead of raised).
 
         Raises:
             TimeoutError: Redis was silent for the timeout.
@@ -110,14 +112,19 @@ class Channel:
             finally:
                 silence.stop()
 
-    async def exchange(self, conn: Any, command: bytes, replies: int, inline_errors: bool) -> Any:
+    async def exchange(
+        self, conn: Any, command: bytes | list[bytes], replies: int, inline_errors: bool
+    ) -> Any:
         """Send the packed `command` on `conn` and read its reply (a list of `replies` if
         more than one)."""
         writer, parsed = self.writer, self.replies
         if parsed is not None:
             assert writer is not None
             replied = parsed.expect(replies, inline_errors)
-            writer.write(command)
+            if isinstance(command, bytes):
+                writer.write(command)
+            else:
+                writer.writelines(command)
             self.silence.wrote()
             if writer.transport.get_write_buffer_size():
                 await writer.drain()
@@ -125,7 +132,10 @@ class Channel:
         if writer is None:
             await conn.send_packed_command(command)
         else:
-            writer.write(command)
+            if isinstance(command, bytes):
+                writer.write(command)
+            else:
+                writer.writelines(command)
             self.silence.wrote()
             await writer.drain()
         if replies == 1 and not inline_errors:

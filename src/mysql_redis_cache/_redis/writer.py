@@ -21,14 +21,17 @@ from .breaker import BreakerOpen
 from .channel import Channel
 
 type Arg = bytes | str | int
+type Packed = bytes | list[bytes]  # a list is written with writelines(), without a copy
 
 _LARGE = 4096  # bytes: an argument this long is joined, not copied into its header first
 
 
-def pack(args: tuple[Arg, ...]) -> bytes:
-    """One command in RESP, its arguments bytes, str (UTF-8) or int."""
+def pack(args: tuple[Arg, ...]) -> Packed:
+    """One command in RESP, its arguments bytes, str (UTF-8) or int: one buffer, or a
+    list of buffers when an argument is large (a payload is sent as it is, not copied)."""
     parts = [b"*%d\r\n" % len(args)]
     append = parts.append
+    large = False
     for arg in args:
         if isinstance(arg, str):
             arg = arg.encode()
@@ -37,8 +40,24 @@ def pack(args: tuple[Arg, ...]) -> bytes:
         if len(arg) < _LARGE:
             append(b"$%d\r\n%b\r\n" % (len(arg), arg))
         else:
-            parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")  # a payload is copied once
-    return b"".join(parts)
+            parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+            large = True
+    return parts if large else b"".join(parts)
+
+
+def joined(commands: list[Packed]) -> Packed:
+    """Packed commands as one request: one buffer, unless one of them carries a payload."""
+    parts: list[bytes] = []
+    large = False
+    for command in commands:
+        if isinstance(command, bytes):
+            parts.append(command)
+        else:
+            parts += command
+            large = True
+    if large:
+        return parts
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class PipelinedWriter:
@@ -53,7 +72,7 @@ class PipelinedWriter:
     def __init__(self, client: Any, translate: Callable[[BaseException], BaseException]) -> None:
         self.channel = Channel(client)
         self._translate = translate
-        self._queue: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []
+        self._queue: list[tuple[list[Packed], asyncio.Future[list[Any]]]] = []
         self._pending = False  # a round trip is in flight or a flush is scheduled
         self._behind_failure = False
         self._batch_task: asyncio.Task[None] | None = None
@@ -89,11 +108,11 @@ class PipelinedWriter:
         finally:
             self._after()
 
-    async def _send(self, commands: list[bytes]) -> list[Any]:
+    async def _send(self, commands: list[Packed]) -> list[Any]:
         self._behind_failure = False
         try:
-            packed = commands[0] if len(commands) == 1 else b"".join(commands)
-            replies: list[Any] = await self.channel.call(packed, len(commands), inline_errors=True)
+            request = joined(commands)
+            replies: list[Any] = await self.channel.call(request, len(commands), inline_errors=True)
         except Exception as exc:
             error = self._translate(exc)
             self._behind_failure = isinstance(error, CacheUnavailableError)
@@ -128,7 +147,7 @@ class PipelinedWriter:
             return
         self._batch_task = asyncio.get_running_loop().create_task(self._run(queued))
 
-    async def _run(self, queued: list[tuple[list[bytes], asyncio.Future[list[Any]]]]) -> None:
+    async def _run(self, queued: list[tuple[list[Packed], asyncio.Future[list[Any]]]]) -> None:
         try:
             replies = await self._send([command for packed, _ in queued for command in packed])
         except BaseException as exc:
