@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -530,11 +531,10 @@ class MRCClient:
 
     def _sql(self, text: str, params: Sequence[object] | None) -> Callable[[], Awaitable[Any]]:
         """The fill function of a query: format `text` with `params` and run it."""
+        return functools.partial(self._run_sql, text, params)
 
-        async def run() -> Any:
-            return await self._run(format_query(text, params, self._cast.timezone, strict=True))
-
-        return run
+    async def _run_sql(self, text: str, params: Sequence[object] | None) -> Any:
+        return await self._run(format_query(text, params, self._cast.timezone, strict=True))
 
     async def _with_cache(
         self,

@@ -4,6 +4,7 @@ if no invalidation overtook them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,7 +56,8 @@ class Flights:
         self._max_entry_bytes = max_entry_bytes
         self.admission = Admission(max_fills)
         self._in_flight: dict[str, Flight] = {}
-        self._waiting: dict[Flight, int] = {}  # callers awaiting each fill
+        # the callers awaiting each fill, each on a future of its own
+        self._waiters: dict[Flight, list[asyncio.Future[Any]]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_ahead = refresh_ahead  # told how long each fill took, what it stored
         self._on_fill = on_fill  # told each fill's outcome and duration (for metrics)
@@ -94,28 +96,45 @@ class Flights:
         # The fill runs as its own task: a cancelled caller must not cancel the others.
         task = asyncio.ensure_future(self._fill(key, fn, expiry, json_shaped))
         self._in_flight[key] = task
-        task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        self._waiters[task] = []
+        task.add_done_callback(functools.partial(self._landed, key))
         value, _ = await self._join(task)
         return value
 
     async def _join(self, flight: Flight) -> Any:
         """Await a fill with the other callers; the last one to give up cancels it."""
-        waiting = self._waiting
-        waiting[flight] = waiting.get(flight, 0) + 1
+        waiter: asyncio.Future[Any] = flight.get_loop().create_future()
+        waiters = self._waiters[flight]
+        waiters.append(waiter)
         try:
-            return await asyncio.shield(flight)
+            return await waiter
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and not task.cancelling() and flight.cancelled():
                 raise ClientClosedError("the client was closed while this call ran") from None
-            if waiting[flight] == 1:
-                flight.cancel()  # nobody wants its result: free its connection
+            if not flight.done():
+                waiters.remove(waiter)
+                if not waiters:
+                    flight.cancel()  # nobody wants its result: free its connection
             raise
-        finally:
-            if waiting[flight] == 1:
-                del waiting[flight]
+
+    def _landed(self, key: str, flight: Flight) -> None:
+        """A fill ended: hand its outcome to each caller still waiting for it."""
+        if self._in_flight.get(key) is flight:
+            del self._in_flight[key]
+        waiters = self._waiters.pop(flight, [])
+        if flight.cancelled():
+            for waiter in waiters:
+                waiter.cancel()
+            return
+        exc = flight.exception()  # retrieved even when no caller waits any more
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if exc is not None:
+                waiter.set_exception(exc)
             else:
-                waiting[flight] -= 1
+                waiter.set_result(flight.result())
 
     async def _fill(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
@@ -189,17 +208,14 @@ class Flights:
             lock_ms = None
             seen = await op(redis.begin_fill(key, token, None), unmarked, write=True)
         locked = lock_ms is not None
-
-        async def release() -> None:
-            if seen is not unmarked:
-                await op(redis.commit_fill(key, token, None, expiry, [], locked), False)
-
+        marked = seen is not unmarked
         started = time.monotonic()
         try:
             result = await fn()
             payload = encode_rows(result) if json_shaped else encode(result)
         except BaseException as exc:
-            await release()
+            if marked:
+                await self._release(key, token, expiry, locked)
             if self._on_fill is not None and not isinstance(exc, asyncio.CancelledError):
                 self._on_fill("error", time.monotonic() - began)
             raise
@@ -209,9 +225,10 @@ class Flights:
         outcome = "error"  # Redis took no marker, or failed the store
         if self._max_entry_bytes is not None and len(payload) > self._max_entry_bytes:
             self._oversized(key, len(payload))
-            await release()
+            if marked:
+                await self._release(key, token, expiry, locked)
             outcome = "oversized"
-        elif seen is not unmarked:
+        elif marked:
             commit = redis.commit_fill(key, token, payload, expiry, seen or [], locked)
             stored = await op(commit, True, write=True)
             if self._guard.missed is None:
@@ -224,6 +241,10 @@ class Flights:
         if self._on_fill is not None:
             self._on_fill(outcome, time.monotonic() - began)
         return value, payload
+
+    async def _release(self, key: str, token: bytes, expiry: int, locked: bool) -> None:
+        """Remove a fill's marker (and its lock, if `locked`) without storing anything."""
+        await self._guard.op(self._redis.commit_fill(key, token, None, expiry, [], locked), False)
 
     def _oversized(self, key: str, size: int) -> None:
         self._stats.oversized += 1
