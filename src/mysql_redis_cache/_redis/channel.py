@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.exceptions
 
+from .pool import abandon, unsent
 from .replies import Replies, usable
 from .silence import Silence
 
@@ -164,8 +165,7 @@ class Channel:
 
     def _unsent(self) -> int:
         """Bytes written to the connection that have yet to leave for Redis."""
-        writer = getattr(self._conn, "_writer", None)
-        return writer.transport.get_write_buffer_size() if writer is not None else 0
+        return unsent(self._conn)
 
     def _note_arrivals(self, conn: Any) -> Replies | None:
         """Watch what arrives on `conn`: bytes (the timeout bounds silence, not a long
@@ -230,18 +230,6 @@ class Channel:
         self.silence.cancel()
         if conn is not None:
             await conn.disconnect()
-
-
-async def abandon(conn: Any) -> None:
-    """Close `conn` at once, dropping what it had yet to send: a connection given up on
-    may face a server that reads nothing, and waiting to flush to it would hang."""
-    writer = getattr(conn, "_writer", None)
-    if writer is not None:
-        writer.transport.abort()
-    try:
-        await conn.disconnect(nowait=True)
-    except Exception as exc:  # its failure to close changes nothing: it is not used again
-        logger.debug("closing an abandoned Redis connection failed: %s", exc)
 
 
 def _plain_writer(conn: Any) -> asyncio.StreamWriter | None:

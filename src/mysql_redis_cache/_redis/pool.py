@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,6 +23,8 @@ import redis.exceptions
 from redis.asyncio.connection import RedisSSLContext, SSLConnection
 
 from .silence import Silence
+
+logger = logging.getLogger("mysql_redis_cache")
 
 # max_connections unless the config sets it. Commands take well under a millisecond: 32
 # connections carry tens of thousands a second, and a burst opens no more than 32 at once
@@ -114,7 +117,7 @@ class _Bounded:
         try:
             return await self._silence.bound(super().read_response(*args, **kwargs))  # type: ignore[misc]
         except TimeoutError:
-            await self._abandon()
+            await abandon(self)
             raise redis.exceptions.TimeoutError(
                 f"Timeout reading from {self._host_error()}"  # type: ignore[attr-defined]
             ) from None
@@ -128,19 +131,29 @@ class _Bounded:
                 self._unsent,
             )
         except TimeoutError:
-            await self._abandon()
+            await abandon(self)
             raise redis.exceptions.TimeoutError("Timeout writing to socket") from None
 
     def _unsent(self) -> int:
-        writer = getattr(self, "_writer", None)
-        return writer.transport.get_write_buffer_size() if writer is not None else 0
+        return unsent(self)
 
-    async def _abandon(self) -> None:
-        """Drop the connection at once: a silent server may read nothing we flush."""
-        writer = getattr(self, "_writer", None)
-        if writer is not None:
-            writer.transport.abort()
-        await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+
+def unsent(conn: Any) -> int:
+    """Bytes written to redis-py connection `conn` that have yet to leave for Redis."""
+    writer = getattr(conn, "_writer", None)
+    return writer.transport.get_write_buffer_size() if writer is not None else 0
+
+
+async def abandon(conn: Any) -> None:
+    """Close `conn` at once, dropping what it had yet to send: a connection given up on
+    may face a server that reads nothing, and waiting to flush to it would hang."""
+    writer = getattr(conn, "_writer", None)
+    if writer is not None:
+        writer.transport.abort()
+    try:
+        await conn.disconnect(nowait=True)
+    except Exception as exc:  # its failure to close changes nothing: it is not used again
+        logger.debug("closing an abandoned Redis connection failed: %s", exc)
 
 
 class _SharedContext:

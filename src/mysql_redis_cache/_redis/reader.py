@@ -24,8 +24,9 @@ import redis.exceptions
 from .._errors import CacheUnavailableError
 from .._stats import CacheStats
 from .breaker import BreakerOpen
-from .channel import Channel, abandon
+from .channel import Channel
 from .local import LocalCache
+from .pool import abandon
 from .replies import Messages, usable
 from .silence import Silence
 
