@@ -112,15 +112,13 @@ class RedisHolder:
         self._stats = stats
         self._local_cache = local_cache
         if isinstance(config, aioredis.Redis | aioredis.RedisCluster):
-            self.where = where_of(config)
-            self.address = address_of(config)
+            self.where, self.address = server_of(config)
             self.markers = Markers(scripts, self.where)
             self._check_local_cache(isinstance(config, aioredis.RedisCluster))
             self._bound = Borrowed(self._handle_for(config), _release_reader)
             return
         self._url, self._options = parse_redis_config(config)
-        self.where = where_of(self._url, self._options)
-        self.address = address_of(self._url, self._options)
+        self.where, self.address = server_of(self._url, self._options)
         self.markers = Markers(scripts, self.where)
         self._cluster = bool(self._options.pop("cluster", False))
         self._sentinel = self._options.pop("sentinel", None)
@@ -401,48 +399,31 @@ async def _unlink_per_slot(client: aioredis.RedisCluster, keys: list[bytes]) -> 
     return sum(counts)
 
 
-def where_of(config: Any, options: Mapping[str, Any] | None = None) -> str:
-    """The Redis server a config or client names, for log lines (never a password)."""
-    if isinstance(config, aioredis.RedisCluster):
-        return f"cluster {_address(config.nodes_manager.connection_kwargs)}"
-    if isinstance(config, aioredis.Redis):
-        return _address(config.connection_pool.connection_kwargs)
-    options = options or {}
-    if options.get("sentinel"):
-        return f"Sentinel service {options['sentinel'].get('service_name')!r}"
-    kind = "cluster " if options.get("cluster") else ""
-    if isinstance(config, str):
-        parsed = urllib.parse.urlsplit(config)
-        if parsed.scheme == "unix":
-            return kind + parsed.path
-        return f"{kind}{parsed.hostname or 'localhost'}:{parsed.port or 6379}"
-    return kind + _address(options)
-
-
-def address_of(
+def server_of(
     config: Any, options: Mapping[str, Any] | None = None
-) -> tuple[str | None, int | None]:
-    """The (host, port) a config or client names (None where unknown: Sentinel, a socket)."""
+) -> tuple[str, tuple[str | None, int | None]]:
+    """The Redis server a config or client names: how log lines name it (never with a
+    password), and its (host, port) for metrics (None where unknown: Sentinel, a socket)."""
+    options = options or {}
+    kwargs: Mapping[str, Any]
     if isinstance(config, aioredis.RedisCluster):
-        kwargs: Mapping[str, Any] = config.nodes_manager.connection_kwargs
+        kind, kwargs = "cluster ", config.nodes_manager.connection_kwargs
     elif isinstance(config, aioredis.Redis):
-        kwargs = config.connection_pool.connection_kwargs
-    elif isinstance(config, str):
-        parsed = urllib.parse.urlsplit(config)
-        if parsed.scheme == "unix":
-            return None, None
-        return parsed.hostname or "localhost", parsed.port or 6379
+        kind, kwargs = "", config.connection_pool.connection_kwargs
     else:
-        kwargs = options or {}
-    if kwargs.get("sentinel") or kwargs.get("path"):
-        return None, None
-    return kwargs.get("host") or "localhost", int(kwargs.get("port") or 6379)
-
-
-def _address(kwargs: Mapping[str, Any]) -> str:
+        if options.get("sentinel"):
+            return f"Sentinel service {options['sentinel'].get('service_name')!r}", (None, None)
+        kind, kwargs = "cluster " if options.get("cluster") else "", options
+        if isinstance(config, str):
+            parsed = urllib.parse.urlsplit(config)
+            unix = parsed.scheme == "unix"
+            kwargs = (
+                {"path": parsed.path} if unix else {"host": parsed.hostname, "port": parsed.port}
+            )
     if kwargs.get("path"):
-        return str(kwargs["path"])
-    return f"{kwargs.get('host') or 'localhost'}:{kwargs.get('port') or 6379}"
+        return kind + str(kwargs["path"]), (None, None)
+    host, port = kwargs.get("host") or "localhost", int(kwargs.get("port") or 6379)
+    return f"{kind}{host}:{port}", (host, port)
 
 
 def _cluster_send(client: aioredis.RedisCluster) -> Send:
