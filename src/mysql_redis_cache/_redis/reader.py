@@ -193,19 +193,19 @@ class CoalescingReader:
         them for the local cache, which keeps them)."""
         self._behind_failure = False  # only a failure of this read fails those behind it
         local = self.local
-        if local is not None:
-            ttl_keys = keys
-        elif not ttl_keys:
-            if len(keys) == 1:
-                return [await self._fetch_one(keys[0])]
-            return await self._fetch_many(keys)
-        if local is not None:
+        if local is None:
+            if not ttl_keys:
+                if len(keys) == 1:
+                    return [await self._fetch_one(keys[0])]
+                return await self._fetch_many(keys)
+            values, ttls = await self._fetch_with_ttls(keys, ttl_keys)
+        else:
             local.begin_read()
-        values, ttls = await self._fetch_with_ttls(keys, ttl_keys)
-        if local is not None:
+            values, ttls = await self._fetch_with_ttls(keys, keys)
             local.end_read(keys, values, ttls)
-        self._ttls = dict(zip(ttl_keys, ttls, strict=True))
-        self._read_at = time.monotonic()
+        if ttl_keys:  # kept for `expiry()` only when a caller asked (refresh-ahead)
+            self._ttls = dict(zip(keys if local is not None else ttl_keys, ttls, strict=True))
+            self._read_at = time.monotonic()
         return values
 
     def expiry(self, key: bytes) -> float | None:
