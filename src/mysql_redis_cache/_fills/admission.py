@@ -6,21 +6,36 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol
+
+
+class Turn(Protocol):
+    """A place in the queue for admission."""
+
+    def admit(self) -> bool:
+        """Its turn has come: start, and say so; False if it is no longer wanted (the
+        place passes to the next one)."""
+        ...
+
+    def reject(self, error: BaseException) -> None:
+        """It will never be admitted (the client is closing)."""
+        ...
 
 
 class Admission:
     """At most `limit` holders at once, admitted first come, first served.
 
     A burst of ten thousand misses then runs a few dozen fills at a time instead of
-    starting them all: the others hold nothing (no connection, no marker) while they
-    wait, and the event loop stays free to hear Redis. Per event loop: entered from a new
-    loop, it forgets the holders and waiters of the old one.
+    starting them all: the others hold nothing (no task, no connection, no marker) while
+    they wait, and the event loop stays free to hear Redis. A turn is admitted by a call
+    (`enter`), or awaited (`async with`). Per event loop: entered from a new loop, it
+    forgets the holders and waiters of the old one.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._running = 0
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[Turn] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -29,23 +44,39 @@ class Admission:
 
     @property
     def waiting(self) -> int:
-        return sum(not future.done() for future in self._waiting)
+        """Turns queued, including any no longer wanted that wait to be skipped."""
+        return len(self._waiting)
 
-    async def __aenter__(self) -> None:
-        loop = asyncio.get_running_loop()
+    def enter(self, turn: Turn, loop: asyncio.AbstractEventLoop) -> None:
+        """Admit `turn` now (its `admit()` runs before this returns), or queue it until a
+        holder leaves."""
         if loop is not self._loop:
             self._loop, self._running = loop, 0
             self._waiting.clear()
         if self._running < self.limit and not self._waiting:
             self._running += 1
-            return
-        turn = loop.create_future()
-        self._waiting.append(turn)
+            turn.admit()
+        else:
+            self._waiting.append(turn)
+
+    def leave(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A holder is done: its place goes to the next turn still wanted."""
+        if loop is not self._loop:
+            return  # a holder of a loop forgotten since
+        while self._waiting:
+            if self._waiting.popleft().admit():
+                return  # the place is handed over: _running stays as it is
+        self._running -= 1
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        turn = _Awaited(loop.create_future())
+        self.enter(turn, loop)
         try:
-            await turn  # a leaving holder hands its place over: _running stays as it is
+            await turn.future
         except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self._leave()  # admitted, then cancelled before running: pass it on
+            if turn.future.done() and not turn.future.cancelled():
+                self.leave(loop)  # admitted, then cancelled before running: pass it on
             raise  # a cancelled turn stays queued, skipped when its time comes
 
     async def __aexit__(
@@ -54,21 +85,30 @@ class Admission:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if asyncio.get_running_loop() is self._loop:
-            self._leave()
-
-    def _leave(self) -> None:
-        while self._waiting:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._running -= 1
+        self.leave(asyncio.get_running_loop())
 
     def reject(self, error: Callable[[], BaseException]) -> None:
-        """Fail every waiter with an `error()` of its own (the client is closing); holders
-        keep their place."""
+        """Refuse every waiting turn, each with an `error()` of its own (the client is
+        closing); holders keep their place."""
         waiting, self._waiting = self._waiting, deque()
         for turn in waiting:
-            if not turn.done():
-                turn.set_exception(error())
+            turn.reject(error())
+
+
+class _Awaited:
+    """A turn awaited by the task that wants it."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+
+    def admit(self) -> bool:
+        if self.future.done():
+            return False  # its task was cancelled while it waited
+        self.future.set_result(None)
+        return True
+
+    def reject(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)

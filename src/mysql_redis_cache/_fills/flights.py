@@ -4,7 +4,7 @@ if no invalidation overtook them."""
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +24,49 @@ logger = logging.getLogger("mysql_redis_cache")
 
 _LOCK_POLL = 0.05  # seconds between checks for another process's result
 
-type Flight = asyncio.Future[tuple[Any, bytes | None]]
+
+class Fill:
+    """The fill of a key in one event loop: the callers awaiting it, each on a future of
+    its own, and, once admitted, the task that runs it. Until then it is only a place
+    in the admission queue: a burst's waiting misses hold no task and no coroutine."""
+
+    __slots__ = ("_args", "_flights", "callers", "context", "done", "key", "loop", "task")
+
+    def __init__(
+        self,
+        flights: Flights,
+        key: str,
+        loop: asyncio.AbstractEventLoop,
+        args: tuple[Callable[[], Awaitable[Any]], int, bool],
+    ) -> None:
+        self.key = key
+        self.loop = loop
+        self.callers: list[asyncio.Future[tuple[Any, bytes | None]]] = []
+        self.task: asyncio.Task[tuple[Any, bytes | None]] | None = None
+        self.context: contextvars.Context | None = None  # its first caller's, while queued
+        self.done = False  # its outcome was handed out, or it was abandoned or refused
+        self._flights = flights
+        self._args = args  # fn, expiry, json_shaped
+
+    def admit(self) -> bool:
+        """Start the fill, unless every caller gave up while it waited. The task starts
+        eagerly: its fill marker is on its way before this returns."""
+        if self.done:
+            return False
+        fn, expiry, json_shaped = self._args
+        coro = self._flights._run(self.key, fn, expiry, json_shaped)
+        self.task = task = asyncio.eager_task_factory(self.loop, coro, context=self.context)
+        self.context = None
+        self._flights._filling[task] = self
+        task.add_done_callback(self._flights._landed)
+        return True
+
+    def reject(self, error: BaseException) -> None:
+        """The client is closing before the fill's turn came."""
+        self._flights._forget(self)
+        for caller in self.callers:
+            if not caller.done():
+                caller.set_exception(error)
 
 
 class Flights:
@@ -55,9 +97,8 @@ class Flights:
         self._lock_timeout = lock_timeout
         self._max_entry_bytes = max_entry_bytes
         self.admission = Admission(max_fills)
-        self._in_flight: dict[str, Flight] = {}
-        # the callers awaiting each fill, each on a future of its own
-        self._waiters: dict[Flight, list[asyncio.Future[Any]]] = {}
+        self._in_flight: dict[str, Fill] = {}
+        self._filling: dict[asyncio.Task[Any], Fill] = {}  # the admitted fills, by task
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_ahead = refresh_ahead  # told how long each fill took, what it stored
         self._on_fill = on_fill  # told each fill's outcome and duration (for metrics)
@@ -67,15 +108,16 @@ class Flights:
         self.closing = False
 
     def __bool__(self) -> bool:
-        """Whether any fill is running (in any loop): a hit may skip looking for one."""
+        """Whether any fill is running or queued (in any loop): a hit may skip looking
+        for one."""
         return bool(self._in_flight)
 
-    def running(self, key: str) -> Flight | None:
-        """The running fill for `key` in this event loop, if any."""
-        flight = self._in_flight.get(key)
-        if flight is not None and flight.get_loop() is not asyncio.get_running_loop():
+    def running(self, key: str) -> Fill | None:
+        """The fill of `key` running or queued in this event loop, if any."""
+        fill = self._in_flight.get(key)
+        if fill is not None and fill.loop is not asyncio.get_running_loop():
             return None  # left over from an earlier loop: never awaited from this one
-        return flight
+        return fill
 
     async def miss(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
@@ -85,67 +127,69 @@ class Flights:
         `expiry` is the entry's TTL in seconds, jitter applied; `json_shaped` says `fn`'s
         result is in its cached shape already (rows), else it is encoded and decoded.
         """
-        flight = self.running(key)
-        if flight is not None:
+        fill = self.running(key)
+        if fill is not None:
             self._stats.joins += 1
-            value, payload = await self._join(flight)
+            value, payload = await self._join(fill)
             # a copy of its own: callers must not share one mutable result
             return value if payload is None else decode(payload)
         if self.closing:
             raise ClientClosedError("the client is closing")
-        # The fill runs as its own task: a cancelled caller must not cancel the others.
-        task = asyncio.ensure_future(self._fill(key, fn, expiry, json_shaped))
-        self._in_flight[key] = task
-        self._waiters[task] = []
-        task.add_done_callback(functools.partial(self._landed, key))
-        value, _ = await self._join(task)
+        # The fill runs as a task of its own (a cancelled caller must not cancel the
+        # others), created once admitted.
+        fill = Fill(self, key, asyncio.get_running_loop(), (fn, expiry, json_shaped))
+        self._in_flight[key] = fill
+        value, _ = await self._join(fill, first=True)
         return value
 
-    async def _join(self, flight: Flight) -> Any:
-        """Await a fill with the other callers; the last one to give up cancels it."""
-        waiter: asyncio.Future[Any] = flight.get_loop().create_future()
-        waiters = self._waiters[flight]
-        waiters.append(waiter)
+    async def _join(self, fill: Fill, first: bool = False) -> Any:
+        """Await `fill` with its other callers (`first`: queue it for admission); the
+        last one to give up cancels it."""
+        caller: asyncio.Future[Any] = fill.loop.create_future()
+        fill.callers.append(caller)
+        if first:
+            self.admission.enter(fill, fill.loop)
+            if fill.task is None:  # it waits its turn: it will run in this caller's context
+                fill.context = contextvars.copy_context()
         try:
-            return await waiter
+            return await caller
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and not task.cancelling() and flight.cancelled():
-                raise ClientClosedError("the client was closed while this call ran") from None
-            if not flight.done():
-                waiters.remove(waiter)
-                if not waiters:
-                    flight.cancel()  # nobody wants its result: free its connection
+            if not fill.done:
+                fill.callers.remove(caller)
+                if not fill.callers:  # nobody wants its result: free its place or connection
+                    if fill.task is not None:
+                        fill.task.cancel()
+                    else:
+                        self._forget(fill)
             raise
 
-    def _landed(self, key: str, flight: Flight) -> None:
-        """A fill ended: hand its outcome to each caller still waiting for it."""
-        if self._in_flight.get(key) is flight:
-            del self._in_flight[key]
-        waiters = self._waiters.pop(flight, [])
-        if flight.cancelled():
-            for waiter in waiters:
-                waiter.cancel()
+    def _forget(self, fill: Fill) -> None:
+        """`fill` will hand out nothing: a new miss of its key starts a fill of its own."""
+        fill.done = True
+        if self._in_flight.get(fill.key) is fill:
+            del self._in_flight[fill.key]
+
+    def _landed(self, task: asyncio.Task[tuple[Any, bytes | None]]) -> None:
+        """A fill ended: its place goes to the next one, and its outcome to each caller
+        still waiting for it."""
+        fill = self._filling.pop(task)
+        self._forget(fill)
+        self.admission.leave(fill.loop)
+        if task.cancelled():  # close() cut it short (or every caller gave up)
+            for caller in fill.callers:
+                if not caller.done():
+                    caller.set_exception(
+                        ClientClosedError("the client was closed while this call ran")
+                    )
             return
-        exc = flight.exception()  # retrieved even when no caller waits any more
-        for waiter in waiters:
-            if waiter.done():
+        exc = task.exception()  # retrieved even when no caller waits any more
+        for caller in fill.callers:
+            if caller.done():
                 continue
             if exc is not None:
-                waiter.set_exception(exc)
+                caller.set_exception(exc)
             else:
-                waiter.set_result(flight.result())
-
-    async def _fill(
-        self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
-    ) -> tuple[Any, bytes | None]:
-        """Wait for admission, then compute the value for `key` and store it unless an
-        invalidation overtook it. Returns the value and its encoded payload, from which
-        joiners decode their copies."""
-        async with self.admission:
-            if self.closing:
-                raise ClientClosedError("the client is closing")
-            return await self._run(key, fn, expiry, json_shaped)
+                caller.set_result(task.result())
 
     def refresh(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
@@ -280,13 +324,12 @@ class Flights:
         try:
             self.admission.reject(lambda: ClientClosedError("the client is closing"))
             loop = asyncio.get_running_loop()
-            running: list[asyncio.Future[Any]] = [*self._in_flight.values()]
-            running += self._refreshing.values()
-            fills = [f for f in running if f.get_loop() is loop]
-            if fills:
-                _, late = await asyncio.wait(fills, timeout=grace)
-                for fill in late:
-                    fill.cancel()
+            running: list[asyncio.Task[Any]] = [*self._filling, *self._refreshing.values()]
+            tasks = [task for task in running if task.get_loop() is loop]
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=grace)
+                for task in late:
+                    task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
         finally:
             self.closing = False
