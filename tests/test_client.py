@@ -79,6 +79,29 @@ async def test_a_large_entry_is_stored_without_a_copy(
     assert stored < encoded + len(entry) // 4, (stored, encoded, len(entry))
 
 
+@pytest.mark.parametrize("size", [2, 3, 255, 256, 4095, 4096, 70_000])
+async def test_entries_of_every_size_are_stored_as_sent(
+    client: MRCClient, redis_sync: redis.Redis, size: int
+) -> None:
+    """Entries of `size` bytes, at the command packer's boundaries, reach Redis intact,
+    through a fill and a plain write, and the keys, tokens and numbers around them too."""
+    # a JSON string: its UTF-8 bytes and two quotes; multi-byte, so bytes are not chars
+    text = "é" * ((size - 2) // 2) + "x" * (size % 2)
+
+    async def fn() -> str:
+        return text
+
+    assert text == await client.with_cache(fn, "sized", [size], ["Size"])
+    await client.write_to_cache("sized-write", text, [size], ["Size"], ttl=77)
+    for query in ("sized", "sized-write"):
+        key = client.get_key_from_query(query, [size], ["Size"])
+        entry = redis_sync.get(key)
+        assert entry is not None
+        assert (size, text) == (len(entry), json.loads(entry))
+    assert 0 < redis_sync.ttl(client.get_key_from_query("sized-write", [size], ["Size"])) <= 85
+    assert 0 == client.stats.errors
+
+
 async def test_extreme_bigints_miss_equals_hit(client: MRCClient) -> None:
     """BIGINT's extremes read back from the cache exactly as the miss returned them."""
     await create_all_types(client)

@@ -23,7 +23,7 @@ from .._support.loopbound import Borrowed, LoopBound
 from .config import parse_redis_config
 from .fills import STAMP_TTL_MS, stamp_of
 from .local import ABSENT, LocalCache
-from .markers import Arg, Call, Markers, Send
+from .markers import Arg, Markers, Send
 from .pool import DEFAULT_MAX_CONNECTIONS, fit_cluster, fit_pool, waiting_pool
 from .reader import ClusterReader, CoalescingReader
 from .writer import PipelinedWriter
@@ -171,14 +171,14 @@ class RedisHolder:
     ) -> _Handle:
         if isinstance(client, aioredis.RedisCluster):
             reader: CoalescingReader = ClusterReader(client, translate, self._stats)
-            return _Handle(client, reader, None, _cluster_send(client), None, sentinel)
+            return _Handle(client, reader, None, _cluster_send(client), sentinel)
         local, heartbeat = None, 0.0
         if self._local_cache is not None:
             max_bytes, max_age, heartbeat = self._local_cache
             local = LocalCache(max_bytes, max_age)
         reader = CoalescingReader(client, translate, self._stats, local, heartbeat)
         writer = PipelinedWriter(client, lambda exc: translate(exc, "write"))
-        return _Handle(client, reader, writer, writer.many, writer.call, sentinel)
+        return _Handle(client, reader, writer, writer.many, sentinel)
 
     def client(self) -> Any:
         return self._bound.get().client
@@ -260,7 +260,9 @@ class RedisHolder:
         """
         handle = self._bound.get()
         with redis_errors("fill marker"):
-            return await self.markers.begin(handle.send, handle.call, utf8(key), token, lock_ms)
+            return await self.markers.begin(
+                handle.send, handle.writer is not None, utf8(key), token, lock_ms
+            )
 
     async def commit_fill(
         self,
@@ -280,7 +282,7 @@ class RedisHolder:
         handle = self._bound.get()
         with redis_errors("SET"):
             return await self.markers.commit(
-                handle.send, handle.call, raw, token, payload, expiry, seen, locked
+                handle.send, handle.writer is not None, raw, token, payload, expiry, seen, locked
             )
 
     async def stamp(self, tokens: list[bytes], renew: bool = False) -> None:
@@ -442,8 +444,7 @@ class _Handle:
     client: Any  # aioredis.Redis or aioredis.RedisCluster
     reader: CoalescingReader
     writer: PipelinedWriter | None  # None on Cluster, whose client routes each key
-    send: Send  # plain commands of the fill steps
-    call: Call | None  # their scripts, where keys of several slots may meet (not Cluster)
+    send: Send  # the fill steps' commands (scripts over several slots only with a writer)
     sentinel: Sentinel | None = None  # its connections to the sentinels close with us
 
 

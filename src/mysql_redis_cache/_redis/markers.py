@@ -23,8 +23,6 @@ logger = logging.getLogger("mysql_redis_cache")
 type Arg = bytes | str | int
 # Sends commands together; returns their replies, error replies as exceptions in place.
 type Send = Callable[[Sequence[tuple[Arg, ...]]], Awaitable[list[Any]]]
-# Sends one command; returns its reply, raising an error reply.
-type Call = Callable[..., Awaitable[Any]]
 
 # Compare-and-delete: remove a lock only while it still holds our token.
 RELEASE = """
@@ -43,17 +41,17 @@ class Markers:
         self.where = where
 
     async def begin(
-        self, send: Send, call: Call | None, key: bytes, token: bytes, lock_ms: int | None
+        self, send: Send, spans: bool, key: bytes, token: bytes, lock_ms: int | None
     ) -> list[bytes] | None:
         """Set the fill's marker (first taking the lock, with `lock_ms`) and read the
-        invalidation stamps. `call` runs a script over keys of several slots (None on
+        invalidation stamps. `spans`: a script may use keys of several slots (not on
         Cluster). Returns the stamps as seen, or None when another process holds the lock.
         """
         stamps, marker, lock = stamps_for(key), marker_of(key, token), lock_of(key)
-        if call is not None and self.scripts:
+        if spans and self.scripts:
             try:
                 seen = await self._script(
-                    call,
+                    send,
                     BEGIN,
                     [marker, lock, *stamps],
                     [token, FILL_WINDOW_MS, "" if lock_ms is None else lock_ms],
@@ -71,7 +69,7 @@ class Markers:
     async def commit(
         self,
         send: Send,
-        call: Call | None,
+        spans: bool,
         key: bytes,
         token: bytes,
         payload: bytes | None,
@@ -83,10 +81,10 @@ class Markers:
         (its marker gone, a stamp changed); remove the marker and the lock, if `locked`.
         `payload` None only removes them. Returns whether the entry was stored."""
         stamps, marker, lock = stamps_for(key), marker_of(key, token), lock_of(key)
-        if call is not None and self.scripts:
+        if spans and self.scripts:
             try:
                 stored = await self._script(
-                    call,
+                    send,
                     COMMIT,
                     [key, marker, lock, *stamps],
                     [token, payload or b"", "" if payload is None else expiry, *seen],
@@ -110,17 +108,19 @@ class Markers:
                 _raised(await send([("DEL", key)]))
         _raised(await send([("DEL", marker)]))
         if locked and self.scripts:  # one key: a script runs on a Cluster too
-            await self._script(call or _first(send), RELEASE, [lock], [token])
+            await self._script(send, RELEASE, [lock], [token])
         elif locked and _raised(await send([("GET", lock)]))[0] == token:
             _raised(await send([("DEL", lock)]))  # may race a new holder: the lock only saves work
         return stored
 
-    async def _script(self, call: Call, source: str, keys: list[bytes], args: list[Arg]) -> Any:
-        """EVALSHA `source`, loading it on a NOSCRIPT."""
-        try:
-            return await call("EVALSHA", _SHA1[source], len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return await call("EVAL", source, len(keys), *keys, *args)
+    async def _script(self, send: Send, source: str, keys: list[bytes], args: list[Arg]) -> Any:
+        """EVALSHA `source`, loading it on a NOSCRIPT; its reply, raising an error reply."""
+        [reply] = await send([("EVALSHA", _SHA1[source], len(keys), *keys, *args)])
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            [reply] = await send([("EVAL", source, len(keys), *keys, *args)])
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
 
     def _refused(self, exc: redis.exceptions.ResponseError) -> None:
         """Re-raise `exc` unless it says scripts may not run; then switch to plain commands."""
@@ -145,12 +145,3 @@ def _raised(replies: list[Any]) -> list[Any]:
         if isinstance(reply, BaseException):
             raise reply
     return replies
-
-
-def _first(send: Send) -> Call:
-    """A Call made of a Send: one command, its reply (raising an error reply)."""
-
-    async def call(*args: Arg) -> Any:
-        return _raised(await send([args]))[0]
-
-    return call

@@ -11,7 +11,7 @@ checkout and round trip each, and, like reads, is timed by Redis's silence
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -26,21 +26,27 @@ type Packed = bytes | list[bytes]  # a list is written with writelines(), withou
 _LARGE = 4096  # bytes: an argument this long is joined, not copied into its header first
 
 
+_HEADS = [b"$%d\r\n" % n for n in range(256)]  # the length lines of short arguments
+
+
 def pack(args: tuple[Arg, ...]) -> Packed:
     """One command in RESP, its arguments bytes, str (UTF-8) or int: one buffer, or a
     list of buffers when an argument is large (a payload is sent as it is, not copied)."""
     parts = [b"*%d\r\n" % len(args)]
-    append = parts.append
     large = False
     for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        if len(arg) < _LARGE:
-            append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+        if type(arg) is not bytes:
+            if isinstance(arg, str):
+                arg = arg.encode()
+            elif isinstance(arg, int):
+                arg = b"%d" % arg
+        size = len(arg)
+        if size < 256:  # most are keys and tokens: no formatting
+            parts += (_HEADS[size], arg, b"\r\n")
+        elif size < _LARGE:
+            parts.append(b"$%d\r\n%b\r\n" % (size, arg))
         else:
-            parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+            parts += (b"$%d\r\n" % size, arg, b"\r\n")
             large = True
     return parts if large else b"".join(parts)
 
@@ -90,19 +96,23 @@ class PipelinedWriter:
             raise reply
         return reply
 
-    async def many(self, commands: Sequence[tuple[Arg, ...]]) -> list[Any]:
-        """Send `commands` in one round trip (with any others queued); their replies, an
-        error reply as the exception in its place.
+    def many(self, commands: Sequence[tuple[Arg, ...]]) -> Awaitable[list[Any]]:
+        """Await it to send `commands` in one round trip (with any others queued); their
+        replies, an error reply as the exception in its place.
 
         Raises:
             CacheError: the round trip failed (as `translate` gives it).
         """
         packed = [pack(command) for command in commands]
-        if self._pending:
+        if self._pending:  # a bare future: no coroutine for a command that waits its turn
             future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
             self._queue.append((packed, future))
-            return await future
+            return future
         self._pending = True
+        return self._direct(packed)
+
+    async def _direct(self, packed: list[Packed]) -> list[Any]:
+        """Send now, from the caller's own task (nothing is in flight)."""
         try:
             return await self._send(packed)
         finally:
