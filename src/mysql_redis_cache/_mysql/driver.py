@@ -19,6 +19,7 @@ import os
 import select
 import struct
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import aiomysql
@@ -203,11 +204,15 @@ def asyncmy_connection_class() -> type:
         def _mrc_mariadb_caps(self) -> int:
             return int(self._mariadb_ext_caps)  # asyncmy reads them from the greeting
 
-        async def read_packet(self, packet_type: type = asyncmy.protocol.MysqlPacket) -> Any:
+        def read_packet(self, packet_type: type = asyncmy.protocol.MysqlPacket) -> Awaitable[Any]:
+            # not a coroutine of its own: every packet of every result is read through it
             if packet_type is asyncmy.protocol.FieldDescriptorPacket and self.extended_metadata:
-                raw = await super().read_packet(asyncmy.protocol.MysqlPacket)
-                return _field_without_extension(AsyncmyField, raw.get_all_data(), self._encoding)
-            return await super().read_packet(packet_type)
+                return self._mrc_read_field()
+            return super().read_packet(packet_type)  # type: ignore[no-any-return]
+
+        async def _mrc_read_field(self) -> Any:
+            raw = await super().read_packet(asyncmy.protocol.MysqlPacket)
+            return _field_without_extension(AsyncmyField, raw.get_all_data(), self._encoding)
 
     return AsyncmyConnection
 
