@@ -60,6 +60,55 @@ def test_without_opentelemetry_nothing_is_imported(redis_sync: redis.Redis) -> N
     assert 0 == proc.returncode, proc.stderr
 
 
+@pytest.mark.otel
+def test_an_sdk_set_globally_later_is_picked_up(redis_sync: redis.Redis) -> None:
+    """A client made before the application sets its SDK as the global providers: its
+    statements are timed and traced (and its fills counted) within 1,024 calls of that,
+    and not before (nothing is done for instruments that would drop it)."""
+    script = textwrap.dedent(f"""
+        import asyncio
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from mysql_redis_cache import MRCClient
+
+        def statements(reader):
+            data = reader.get_metrics_data()
+            return sum(
+                point.count
+                for resource in (data.resource_metrics if data else [])
+                for scope in resource.scope_metrics
+                for metric in scope.metrics if metric.name == "db.client.operation.duration"
+                for point in metric.data.data_points
+            )
+
+        async def main():
+            async with MRCClient({MYSQL_CONFIG!r}, "redis://127.0.0.1:6379/9") as client:
+                for _ in range(10):
+                    await client.query_to_promise("SELECT 1")
+                reader, exporter = InMemoryMetricReader(), InMemorySpanExporter()
+                metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+                tracers = TracerProvider()
+                tracers.add_span_processor(SimpleSpanProcessor(exporter))
+                trace.set_tracer_provider(tracers)
+                for _ in range(1100):
+                    await client.query_to_promise("SELECT 1")
+                timed, traced = statements(reader), len(exporter.get_finished_spans())
+                assert 1100 - 1024 <= timed <= 1100, timed
+                assert 1100 - 1024 <= traced <= 1100, traced
+                print(timed, traced)
+
+        asyncio.run(main())
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert 0 == proc.returncode, proc.stderr
+
+
 @pytest.fixture
 def sdk() -> Iterator[tuple[Any, Any, Any, Any]]:
     """A meter provider with an in-memory reader and a tracer provider with an in-memory

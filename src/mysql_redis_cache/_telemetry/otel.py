@@ -70,11 +70,10 @@ class Telemetry:
         self._mysql = {**self._common, "db.system.name": "mysql", **(mysql or {})}
         self._meter = metrics.get_meter(_LIBRARY, _VERSION, meter_provider=meter_provider)
         self._tracer = trace.get_tracer(_LIBRARY, _VERSION, tracer_provider=tracer_provider)
-        # with no provider given, spans are made only once an SDK is the global provider
-        self._records: Callable[[], bool] = _global_records
-        if tracer_provider is not None:
-            given = not isinstance(tracer_provider, trace.NoOpTracerProvider)
-            self._records = lambda: given
+        # with no provider given, spans are made and statements timed only once an SDK
+        # is the global provider
+        self._records = _recording(tracer_provider, _global_tracing)
+        self._measures = _recording(meter_provider, _global_metrics)
         self._fills = self._meter.create_counter(
             "mrc.cache.fills", unit="{fill}", description="Fills by outcome."
         )
@@ -168,13 +167,17 @@ class Telemetry:
         ):
             yield
 
-    def mysql_operation(self, sql: str) -> _Operation:
+    def mysql_operation(self, sql: str) -> contextlib.AbstractContextManager[None]:
         """Time a MySQL statement (`db.client.operation.duration`) and, when tracing, give it
         a span per the database conventions: `with telemetry.mysql_operation(sql): ...`."""
+        if not self._measures() and not self._records():
+            return _UNOBSERVED  # no SDK: the instruments would drop what they are given
         return _Operation(self, sql)
 
     def fill(self, outcome: str, seconds: float) -> None:
         """A fill ended: stored, refused, oversized or error, after `seconds`."""
+        if not self._measures():
+            return
         self._fills.add(1, {**self._redis, "mrc.cache.fill.outcome": outcome})
         self._fill_duration.record(seconds, self._redis)
 
@@ -192,12 +195,34 @@ class Telemetry:
             yield span
 
 
-class _GlobalRecords:
-    """Whether the global tracer provider records: an SDK was set as the global provider.
-    Looked up again once every 1,024 calls (the lookup reads the environment each time
-    while no provider is set, too slow to make on every hit)."""
+def _recording(provider: object, global_one: Callable[[], bool]) -> Callable[[], bool]:
+    """Whether `provider` records: as the global provider does for None (or the API's
+    proxy of the global one), never for the API's no-ops, always for any other."""
+    if provider is None or _is_proxy(provider):
+        return global_one
+    records = not _is_no_op(provider)
+    return lambda: records
 
-    def __init__(self) -> None:
+
+def _is_no_op(provider: object) -> bool:
+    return isinstance(provider, trace.NoOpTracerProvider | metrics.NoOpMeterProvider)
+
+
+def _is_proxy(provider: object) -> bool:
+    """The API's stand-in for a global provider not set yet (what the global lookup
+    returns until an SDK is set)."""
+    return isinstance(provider, trace.ProxyTracerProvider) or (
+        type(provider).__name__ == "_ProxyMeterProvider"  # its class is private
+    )
+
+
+class _GlobalProvider:
+    """Whether the global provider of a kind records (an SDK was set as the global
+    provider). Looked up again once every 1,024 calls: the lookup reads the environment
+    each time while no provider is set, too slow to make on every hit."""
+
+    def __init__(self, lookup: Callable[[], object]) -> None:
+        self._lookup = lookup
         self._records = False
         self._countdown = 0
 
@@ -206,15 +231,15 @@ class _GlobalRecords:
             return True  # a global provider, once set, is never unset
         self._countdown -= 1
         if self._countdown < 0:
-            provider = trace.get_tracer_provider()
-            self._records = not isinstance(
-                provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider
-            )
+            provider = self._lookup()
+            self._records = not _is_proxy(provider) and not _is_no_op(provider)
             self._countdown = 1023
         return self._records
 
 
-_global_records = _GlobalRecords()
+_global_tracing = _GlobalProvider(trace.get_tracer_provider)
+_global_metrics = _GlobalProvider(metrics.get_meter_provider)
+_UNOBSERVED = contextlib.nullcontext()
 
 
 class _Operation:
