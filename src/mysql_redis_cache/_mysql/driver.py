@@ -149,10 +149,21 @@ class _Mysql2Handshake:
         super().write_packet(payload)  # type: ignore[misc]
 
 
+# Column definitions as parsed, by their bytes: the same query sends the same ones each
+# time. The drivers only read a parsed column definition.
+_FIELDS: dict[tuple[type, bytes, str], Any] = {}
+_MAX_FIELDS = 4096
+
+
 def _field_without_extension(field_class: type, data: bytes, encoding: str) -> Any:
-    stripped, ext_format = split_extended_metadata(data)
-    field = field_class(stripped, encoding)
-    field.ext_format = ext_format
+    field = _FIELDS.get((field_class, data, encoding))
+    if field is None:
+        stripped, ext_format = split_extended_metadata(data)
+        field = field_class(stripped, encoding)
+        field.ext_format = ext_format
+        if len(_FIELDS) >= _MAX_FIELDS:
+            _FIELDS.clear()
+        _FIELDS[field_class, data, encoding] = field
     return field
 
 
