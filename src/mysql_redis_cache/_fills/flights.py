@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -57,8 +58,7 @@ class Fill:
         coro = self._flights._run(self.key, fn, expiry, json_shaped)
         self.task = task = asyncio.eager_task_factory(self.loop, coro, context=self.context)
         self.context = None
-        self._flights._filling[task] = self
-        task.add_done_callback(self._flights._landed)
+        task.add_done_callback(functools.partial(self._flights._landed, self))
         return True
 
     def reject(self, error: BaseException) -> None:
@@ -98,7 +98,6 @@ class Flights:
         self._max_entry_bytes = max_entry_bytes
         self.admission = Admission(max_fills)
         self._in_flight: dict[str, Fill] = {}
-        self._filling: dict[asyncio.Task[Any], Fill] = {}  # the admitted fills, by task
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_ahead = refresh_ahead  # told how long each fill took, what it stored
         self._on_fill = on_fill  # told each fill's outcome and duration (for metrics)
@@ -169,10 +168,9 @@ class Flights:
         if self._in_flight.get(fill.key) is fill:
             del self._in_flight[fill.key]
 
-    def _landed(self, task: asyncio.Task[tuple[Any, bytes | None]]) -> None:
+    def _landed(self, fill: Fill, task: asyncio.Task[tuple[Any, bytes | None]]) -> None:
         """A fill ended: its place goes to the next one, and its outcome to each caller
         still waiting for it."""
-        fill = self._filling.pop(task)
         self._forget(fill)
         self.admission.leave(fill.loop)
         if task.cancelled():  # close() cut it short (or every caller gave up)
@@ -324,7 +322,8 @@ class Flights:
         try:
             self.admission.reject(lambda: ClientClosedError("the client is closing"))
             loop = asyncio.get_running_loop()
-            running: list[asyncio.Task[Any]] = [*self._filling, *self._refreshing.values()]
+            running: list[asyncio.Task[Any]] = [*self._refreshing.values()]
+            running += [fill.task for fill in self._in_flight.values() if fill.task is not None]
             tasks = [task for task in running if task.get_loop() is loop]
             if tasks:
                 _, late = await asyncio.wait(tasks, timeout=grace)
