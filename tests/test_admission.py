@@ -95,6 +95,51 @@ async def test_a_queued_fill_runs_in_its_first_callers_context(redis_sync: redis
         assert ["a", "b"] == list(await asyncio.gather(first, second))
 
 
+async def test_a_queued_fill_keeps_its_first_callers_context_after_it_gave_up(
+    redis_sync: redis.Redis,
+) -> None:
+    """The first caller gives up while its fill waits, then changes its context: the fill,
+    run for the caller that joined it, still sees the context of the call that started it."""
+    gate = asyncio.Event()
+
+    async def blocker() -> str:
+        await gate.wait()
+        return REQUEST.get()
+
+    async def seen() -> str:
+        return REQUEST.get()
+
+    moved_on = asyncio.Event()
+
+    async def giving_up() -> None:
+        REQUEST.set("a")
+        try:
+            await client.with_cache(seen, "ctx-abandoned")
+        except asyncio.CancelledError:
+            REQUEST.set("changed")  # the task goes on, in the same context
+            moved_on.set()
+            await asyncio.sleep(1)
+
+    async def joiner() -> Any:
+        REQUEST.set("b")
+        return await client.with_cache(seen, "ctx-abandoned")
+
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, max_fills=1) as client:
+        first = asyncio.ensure_future(client.with_cache(blocker, "ctx-blocker"))
+        await asyncio.sleep(0.05)
+        starter = asyncio.ensure_future(giving_up())
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(joiner())
+        await asyncio.sleep(0.05)
+        starter.cancel()
+        await moved_on.wait()
+        gate.set()
+        assert "a" == await second
+        await first
+        starter.cancel()
+        await asyncio.gather(starter, return_exceptions=True)
+
+
 async def test_a_miss_whose_callers_all_gave_up_never_runs(redis_sync: redis.Redis) -> None:
     """Callers cancelled while their fill waits for admission: it is skipped when its turn
     comes, the next one runs, and a later call of the key starts a fill of its own."""

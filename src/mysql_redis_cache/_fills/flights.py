@@ -8,7 +8,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .._errors import ClientClosedError
@@ -31,33 +31,47 @@ class Fill:
     its own, and, once admitted, the task that runs it. Until then it is only a place
     in the admission queue: a burst's waiting misses hold no task and no coroutine."""
 
-    __slots__ = ("_args", "_flights", "callers", "context", "done", "key", "loop", "task")
+    __slots__ = (
+        "_flights", "callers", "done", "expiry", "fn", "json_shaped", "key", "loop", "starter",
+        "task",
+    )  # fmt: skip
 
     def __init__(
         self,
         flights: Flights,
         key: str,
         loop: asyncio.AbstractEventLoop,
-        args: tuple[Callable[[], Awaitable[Any]], int, bool],
+        fn: Callable[[], Awaitable[Any]],
+        expiry: int,
+        json_shaped: bool,
     ) -> None:
         self.key = key
         self.loop = loop
         self.callers: list[asyncio.Future[tuple[Any, bytes | None]]] = []
         self.task: asyncio.Task[tuple[Any, bytes | None]] | None = None
-        self.context: contextvars.Context | None = None  # its first caller's, while queued
+        # while queued: the task of its first caller, in whose context it runs (that
+        # context as it was, once that caller gave up)
+        self.starter: asyncio.Task[Any] | contextvars.Context | None = None
         self.done = False  # its outcome was handed out, or it was abandoned or refused
         self._flights = flights
-        self._args = args  # fn, expiry, json_shaped
+        self.fn, self.expiry, self.json_shaped = fn, expiry, json_shaped
 
     def admit(self) -> bool:
         """Start the fill, unless every caller gave up while it waited. The task starts
         eagerly: its fill marker is on its way before this returns."""
         if self.done:
             return False
-        fn, expiry, json_shaped = self._args
-        coro = self._flights._run(self.key, fn, expiry, json_shaped)
-        self.task = task = asyncio.eager_task_factory(self.loop, coro, context=self.context)
-        self.context = None
+        # A copy of its first caller's context, taken now: that caller still awaits this
+        # fill (so its context is as it was), or it runs this itself (admitted at once).
+        starter, self.starter = self.starter, None
+        if starter is None:
+            context = contextvars.copy_context()
+        elif isinstance(starter, contextvars.Context):
+            context = starter
+        else:
+            context = starter.get_context().copy()
+        coro = self._flights._run(self.key, self.fn, self.expiry, self.json_shaped)
+        self.task = task = asyncio.eager_task_factory(self.loop, coro, context=context)
         task.add_done_callback(functools.partial(self._flights._landed, self))
         return True
 
@@ -118,10 +132,11 @@ class Flights:
             return None  # left over from an earlier loop: never awaited from this one
         return fill
 
-    async def miss(
+    def miss(
         self, key: str, fn: Callable[[], Awaitable[Any]], expiry: int, json_shaped: bool
-    ) -> Any:
-        """Join the fill of `key` running in this loop, or start one; its value.
+    ) -> Coroutine[Any, Any, Any]:
+        """Await it to join the fill of `key` running in this loop, or to start one; its
+        value.
 
         `expiry` is the entry's TTL in seconds, jitter applied; `json_shaped` says `fn`'s
         result is in its cached shape already (rows), else it is encoded and decoded.
@@ -129,30 +144,29 @@ class Flights:
         fill = self.running(key)
         if fill is not None:
             self._stats.joins += 1
-            value, payload = await self._join(fill)
-            # a copy of its own: callers must not share one mutable result
-            return value if payload is None else decode(payload)
+            return self._join(fill)
         if self.closing:
             raise ClientClosedError("the client is closing")
         # The fill runs as a task of its own (a cancelled caller must not cancel the
         # others), created once admitted.
-        fill = Fill(self, key, asyncio.get_running_loop(), (fn, expiry, json_shaped))
+        fill = Fill(self, key, asyncio.get_running_loop(), fn, expiry, json_shaped)
         self._in_flight[key] = fill
-        value, _ = await self._join(fill, first=True)
-        return value
+        return self._join(fill, first=True)
 
     async def _join(self, fill: Fill, first: bool = False) -> Any:
-        """Await `fill` with its other callers (`first`: queue it for admission); the
-        last one to give up cancels it."""
+        """Await `fill`'s value with its other callers (`first`: queue it for admission);
+        the last one to give up cancels it."""
         caller: asyncio.Future[Any] = fill.loop.create_future()
         fill.callers.append(caller)
         if first:
             self.admission.enter(fill, fill.loop)
-            if fill.task is None:  # it waits its turn: it will run in this caller's context
-                fill.context = contextvars.copy_context()
+            if fill.task is None:  # it waits its turn
+                fill.starter = asyncio.current_task()
         try:
-            return await caller
+            value, payload = await caller
         except asyncio.CancelledError:
+            if first and fill.starter is not None:
+                fill.starter = contextvars.copy_context()  # before this caller moves on
             if not fill.done:
                 fill.callers.remove(caller)
                 if not fill.callers:  # nobody wants its result: free its place or connection
@@ -161,6 +175,9 @@ class Flights:
                     else:
                         self._forget(fill)
             raise
+        # the first caller takes the fill's own value; the others a copy each: callers
+        # must not share one mutable result
+        return value if first or payload is None else decode(payload)
 
     def _forget(self, fill: Fill) -> None:
         """`fill` will hand out nothing: a new miss of its key starts a fill of its own."""
