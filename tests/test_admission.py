@@ -69,24 +69,32 @@ async def test_waiting_misses_hold_no_task(redis_sync: redis.Redis) -> None:
     assert 3001 == len(stored_keys(redis_sync))
 
 
-async def test_a_queued_fill_runs_in_its_first_callers_context(redis_sync: redis.Redis) -> None:
-    """A fill that waited its turn sees the context variables of the call that started it,
-    not those of whoever ran before it."""
-    gate = asyncio.Event()
+async def seen() -> str:
+    """A fill function: the REQUEST it runs with."""
+    return REQUEST.get()
+
+
+def waiting_for(gate: asyncio.Event) -> Callable[[], Awaitable[str]]:
+    """A fill function that holds its admission place until `gate` is set."""
 
     async def blocker() -> str:
         await gate.wait()
         return REQUEST.get()
 
-    async def seen() -> str:
-        return REQUEST.get()
+    return blocker
+
+
+async def test_a_queued_fill_runs_in_its_first_callers_context(redis_sync: redis.Redis) -> None:
+    """A fill that waited its turn sees the context variables of the call that started it,
+    not those of whoever ran before it."""
+    gate = asyncio.Event()
 
     async def call(request: str, fn: Callable[[], Awaitable[str]], key: str) -> Any:
         REQUEST.set(request)
         return await client.with_cache(fn, key)
 
     async with MRCClient(MYSQL_CONFIG, REDIS_URL, max_fills=1) as client:
-        first = asyncio.ensure_future(call("a", blocker, "ctx-first"))
+        first = asyncio.ensure_future(call("a", waiting_for(gate), "ctx-first"))
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(call("b", seen, "ctx-second"))
         await asyncio.sleep(0.05)
@@ -100,16 +108,7 @@ async def test_a_queued_fill_keeps_its_first_callers_context_after_it_gave_up(
 ) -> None:
     """The first caller gives up while its fill waits, then changes its context: the fill,
     run for the caller that joined it, still sees the context of the call that started it."""
-    gate = asyncio.Event()
-
-    async def blocker() -> str:
-        await gate.wait()
-        return REQUEST.get()
-
-    async def seen() -> str:
-        return REQUEST.get()
-
-    moved_on = asyncio.Event()
+    gate, moved_on = asyncio.Event(), asyncio.Event()
 
     async def giving_up() -> None:
         REQUEST.set("a")
@@ -125,7 +124,7 @@ async def test_a_queued_fill_keeps_its_first_callers_context_after_it_gave_up(
         return await client.with_cache(seen, "ctx-abandoned")
 
     async with MRCClient(MYSQL_CONFIG, REDIS_URL, max_fills=1) as client:
-        first = asyncio.ensure_future(client.with_cache(blocker, "ctx-blocker"))
+        first = asyncio.ensure_future(client.with_cache(waiting_for(gate), "ctx-blocker"))
         await asyncio.sleep(0.05)
         starter = asyncio.ensure_future(giving_up())
         await asyncio.sleep(0.05)
