@@ -165,8 +165,6 @@ class Flights:
         try:
             value, payload = await caller
         except asyncio.CancelledError:
-            if first and fill.starter is not None:
-                fill.starter = contextvars.copy_context()  # before this caller moves on
             if not fill.done:
                 fill.callers.remove(caller)
                 if not fill.callers:  # nobody wants its result: free its place or connection
@@ -174,6 +172,10 @@ class Flights:
                         fill.task.cancel()
                     else:
                         self._forget(fill)
+                elif first and fill.starter is not None:
+                    # it waits on for the others: in this caller's context as it is now,
+                    # before this caller moves on
+                    fill.starter = contextvars.copy_context()
             raise
         # the first caller takes the fill's own value; the others a copy each: callers
         # must not share one mutable result
