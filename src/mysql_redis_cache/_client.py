@@ -24,7 +24,8 @@ from ._errors import (
 from ._fills.flights import Flights
 from ._fills.refresh import RefreshAhead
 from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
-from ._mysql.driver import Pool, driver_of_pool, pick_driver
+from ._mysql.driver import pick_driver
+from ._mysql.pool import Pool, driver_of_pool
 from ._node.json import TooDeep, decode, encode
 from ._node.keys import (
     build_checked_key,

@@ -1,5 +1,4 @@
-"""aiomysql and asyncmy connections that speak to the server the way mysql2 does, and a
-pool of them.
+"""aiomysql and asyncmy connections that speak to the server the way mysql2 does.
 
 Handshake details that matter for identical results:
 - MariaDB's extended column metadata, which mysql2 negotiates: it is the only way to see
@@ -11,14 +10,12 @@ Handshake details that matter for identical results:
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import importlib.util
 import logging
 import os
 import select
 import struct
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -27,7 +24,7 @@ import pymysql
 from pymysql.connections import FieldDescriptorPacket, MysqlPacket
 from pymysql.constants import FIELD_TYPE, SERVER_STATUS
 
-from .._errors import ClientClosedError, ConfigError
+from .._errors import ConfigError
 from .._node.rows import RawResult
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -231,10 +228,6 @@ def asyncmy_connection_class() -> type:
 # Server errors after which MariaDB/MySQL close the connection (packet too large, net
 # read/write errors and timeouts).
 _SERVER_HANGS_UP = frozenset({1153, 1154, 1155, 1156, 1157, 1158, 1159, 1160, 1161})
-TOO_MANY_CONNECTIONS = 1040
-# After "too many connections", how long callers wait for a pooled connection instead.
-REFUSED_WAIT = 10.0
-_KILL_TIMEOUT = 2.0
 
 _INT_DECODERS = dict.fromkeys(
     (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.INT24, FIELD_TYPE.YEAR,
@@ -296,7 +289,7 @@ class Driver:
         packet and network ones after which the server hangs up; client-side errors
         (2000 and up), socket errors and anything else (a cancellation mid-result) do not.
         """
-        code = _code(exc)
+        code = error_code(exc)
         return code is None or code >= 2000 or code in _SERVER_HANGS_UP
 
     @staticmethod
@@ -400,16 +393,6 @@ AIOMYSQL: Driver = _Aiomysql()
 ASYNCMY: Driver = _Asyncmy()
 
 
-def driver_of_pool(pool: object) -> Driver:
-    """The driver behind a pool the caller passed in (aiomysql's or asyncmy's)."""
-    module = type(pool).__module__
-    if module.startswith("asyncmy"):
-        return ASYNCMY
-    if module.startswith(("aiomysql", __name__)):
-        return AIOMYSQL if not isinstance(pool, Pool) else pool.driver
-    raise ConfigError(f"unsupported MySQL pool type {type(pool).__qualname__}")
-
-
 def pick_driver(name: str) -> Driver:
     """'aiomysql', 'asyncmy', or 'auto': asyncmy when installed (MRC_MYSQL_DRIVER may
     name one instead of 'auto').
@@ -445,205 +428,6 @@ def _raw(result: Any) -> RawResult:
     )
 
 
-class Pool:
-    """A small pool of connections with aiomysql's `acquire()` / `release()` interface.
-
-    Idle connections are checked before they are handed out; callers wait in turn for a
-    free one. `close()` wakes every waiting caller with ClientClosedError at once.
-    """
-
-    def __init__(
-        self, connect_kwargs: dict[str, Any], *, maxsize: int = 10, driver: Driver = AIOMYSQL
-    ) -> None:
-        self.driver = driver
-        self._connect_kwargs = connect_kwargs
-        self._maxsize = maxsize
-        self._free: collections.deque[Any] = collections.deque()
-        self._used: set[Any] = set()
-        self._opening = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._drained: list[asyncio.Future[None]] = []  # wait_closed() callers
-        self._cap: tuple[int, float] | None = None  # (size, until): the server refused more
-        self._closed = False
-
-    @property
-    def maxsize(self) -> int:
-        return self._maxsize
-
-    @property
-    def size(self) -> int:
-        return len(self._free) + len(self._used) + self._opening
-
-    @property
-    def freesize(self) -> int:
-        return len(self._free)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def _room(self) -> bool:
-        """Whether another connection may be opened now."""
-        limit = self._maxsize
-        if self._cap is not None:
-            size, until = self._cap
-            if time.monotonic() < until:
-                limit = min(limit, size)
-            else:
-                self._cap = None
-        return self.size < limit
-
-    async def _acquire(self) -> Any:
-        deadline: float | None = None
-        refused: BaseException | None = None
-        while True:
-            while True:
-                if self._closed:
-                    raise ClientClosedError("the MySQL pool is closed")
-                while self._free:
-                    conn = self._free.popleft()
-                    if self.driver.is_usable(conn):
-                        self._used.add(conn)
-                        return conn
-                    conn.close()
-                if self._room():
-                    break
-                await self._wait(deadline, refused)
-            self._opening += 1
-            try:
-                conn = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
-            except BaseException as exc:
-                self._opening -= 1
-                self._wake()  # the slot is free again: a waiting borrower may try it
-                if _code(exc) != TOO_MANY_CONNECTIONS or not self.size or self._closed:
-                    raise
-                # The server is full: wait for one of ours to come back instead of failing.
-                self._cap = (self.size, time.monotonic() + REFUSED_WAIT)
-                refused = exc
-                if deadline is None:
-                    deadline = time.monotonic() + REFUSED_WAIT
-                continue
-            self._opening -= 1
-            self._used.add(conn)
-            return conn
-
-    async def _wait(self, deadline: float | None, refused: BaseException | None) -> None:
-        """Wait for a released connection (until `deadline`, then raise `refused`)."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        try:
-            if deadline is None:
-                await future
-            else:
-                await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            assert refused is not None
-            raise refused from None
-        except BaseException:
-            if future.done() and not future.cancelled():
-                self._wake()  # woken, then cancelled: hand the wake-up on
-            raise
-
-    def _wake(self, everyone: bool = False) -> None:
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                if not everyone:
-                    return
-
-    def acquire(self) -> _AcquireContext:
-        """Borrow a connection: `async with pool.acquire() as conn` or `await pool.acquire()`."""
-        return _AcquireContext(self)
-
-    async def release(self, conn: Any, discard: bool = False) -> None:
-        """Give a connection back; a broken, closed or `discard`ed one is closed."""
-        self._used.discard(conn)
-        if discard or self._closed or self.driver.is_closed(conn):
-            conn.close()
-        else:
-            if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
-                try:
-                    await conn.rollback()
-                except Exception:
-                    conn.close()
-            if self.driver.is_closed(conn):
-                conn.close()
-            else:
-                self._free.append(conn)
-        self._wake()
-        if not self._used:
-            for future in self._drained:
-                if not future.done():
-                    future.set_result(None)
-
-    def close(self) -> None:
-        """Close idle connections now and turn waiting borrowers away with
-        ClientClosedError; borrowed connections close when released."""
-        self._closed = True
-        while self._free:
-            self._free.popleft().close()
-        self._wake(everyone=True)
-
-    def terminate(self) -> None:
-        """Close every connection, borrowed ones included."""
-        self.close()
-        for conn in list(self._used):
-            conn.close()
-        self._used.clear()
-
-    async def wait_closed(self, grace: float | None = None) -> None:
-        """Wait until no connection is borrowed (after `close()`). Past `grace` seconds,
-        kill the statements still running on them and close them."""
-        if self._used:
-            future = asyncio.get_running_loop().create_future()
-            self._drained.append(future)
-            try:
-                await asyncio.wait_for(future, grace)
-            except TimeoutError:
-                busy = list(self._used)
-                await self.kill(busy)
-                for conn in busy:
-                    conn.close()
-            finally:
-                self._drained.remove(future)
-
-    async def kill(self, conns: list[Any]) -> None:
-        """Stop the server-side work of `conns` (KILL over a connection of its own): the
-        server goes on running a statement whose client has gone."""
-        if not conns:
-            return
-        failures: tuple[type[BaseException], ...] = (TimeoutError, *self.driver.errors)
-        try:
-            async with asyncio.timeout(_KILL_TIMEOUT):
-                killer = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
-                try:
-                    for conn in conns:
-                        await killer.query(f"KILL {self.driver.thread_id(conn)}")
-                finally:
-                    killer.close()
-        except failures as exc:
-            logger.debug("could not kill abandoned MySQL statements: %s", exc)
-
-
-def _code(exc: BaseException) -> int | None:
+def error_code(exc: BaseException) -> int | None:
     """The MySQL error number of a driver exception, if it has one."""
     return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-
-
-class _AcquireContext:
-    def __init__(self, pool: Pool) -> None:
-        self._pool = pool
-        self._conn: Any = None
-
-    def __await__(self) -> Any:
-        return self._pool._acquire().__await__()
-
-    async def __aenter__(self) -> Any:
-        self._conn = await self._pool._acquire()
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._conn is not None:
-            await self._pool.release(self._conn)
-            self._conn = None
