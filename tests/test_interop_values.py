@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from mysql_redis_cache import MRCClient
+from mysql_redis_cache._node.jsvalue import utf8
 
 from ._node import run_node
 from ._tables import create_all_types
@@ -83,6 +84,28 @@ async def test_same_bytes_as_node(
         node_bytes = redis_sync.get(key)
         redis_sync.delete(key)
         await client.query_with_cache(query, params, names)
+    assert node_bytes is not None
+    assert node_bytes == redis_sync.get(key)
+
+
+async def test_lone_surrogates_in_params_are_sent_as_node_sends_them(
+    redis_sync: redis.Redis,
+) -> None:
+    """Node's Buffer.from writes a lone surrogate as U+FFFD: the same query gets the same
+    rows and stores the same bytes, not an encoding error."""
+    query, params, names = "SELECT ? AS s, HEX(?) AS h", ["a\ud800b", "\udc00"], ["S", "H"]
+    run_node(
+        [{"op": "query_with_cache", "query": query, "params": params, "names": names}],
+        mysql=MYSQL_CONFIG,
+        redis_url=REDIS_URL,
+    )
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
+        key = utf8(client.get_key_from_query(query, params, names))  # as Node writes it
+        node_bytes = redis_sync.get(key)
+        redis_sync.delete(key)
+        rows = await client.query_with_cache(query, params, names)
+        assert [{"s": "a\ufffdb", "h": "EFBFBD"}] == rows
+        assert [{"s": "a\ufffdb", "h": "EFBFBD"}] == await client.query_to_promise(query, params)
     assert node_bytes is not None
     assert node_bytes == redis_sync.get(key)
 

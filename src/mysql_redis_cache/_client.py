@@ -27,6 +27,7 @@ from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import pick_driver
 from ._mysql.pool import Pool, driver_of_pool
 from ._node.json import TooDeep, decode, encode
+from ._node.jsvalue import utf8
 from ._node.keys import (
     build_checked_key,
     build_checked_keys,
@@ -409,9 +410,9 @@ class MRCClient:
         if self._max_packet is None:
             [result] = await self._driver.run_raw(conn, "SELECT @@max_allowed_packet")
             self._max_packet = int(result.rows[0][0])  # type: ignore[arg-type]
-        if len(sql) * 4 >= self._max_packet and len(sql.encode()) >= self._max_packet:
+        if len(sql) * 4 >= self._max_packet and len(utf8(sql)) >= self._max_packet:
             raise QueryError(
-                f"the query is {len(sql.encode()):,} bytes, more than the server's "
+                f"the query is {len(utf8(sql)):,} bytes, more than the server's "
                 f"max_allowed_packet ({self._max_packet:,}): nothing was sent; send large "
                 "values another way or raise max_allowed_packet"
             )

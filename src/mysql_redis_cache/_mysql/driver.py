@@ -25,6 +25,7 @@ from pymysql.connections import FieldDescriptorPacket, MysqlPacket
 from pymysql.constants import FIELD_TYPE, SERVER_STATUS
 
 from .._errors import ConfigError
+from .._node.jsvalue import utf8
 from .._node.rows import RawResult
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -321,7 +322,7 @@ class Driver:
         setattr(conn, self._decoders_attr, _INT_DECODERS)
         setattr(conn, self._unicode_attr, False)
         try:
-            await conn.query(sql)
+            await conn.query(utf8(sql))  # as mysql2 sends it (connections are UTF-8)
             results = [_raw(conn._result)]
             while conn._result is not None and conn._result.has_next:
                 await conn.next_result()
