@@ -7,44 +7,15 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import pymysql
 import pytest
 import redis
 
 from mysql_redis_cache import ClientClosedError, MRCClient, MRCError, QueryError
 
+from ._mysql_admin import admin, kill, running
 from .conftest import MYSQL_CONFIG, REDIS_URL
 
 SLEEPY = "SELECT SLEEP(?) AS s, ? AS n"
-
-
-def admin() -> pymysql.connections.Connection[Any]:
-    return pymysql.connect(
-        host=MYSQL_CONFIG["host"],
-        port=MYSQL_CONFIG["port"],
-        user=MYSQL_CONFIG["user"],
-        password=MYSQL_CONFIG["password"],
-        autocommit=True,
-    )
-
-
-def kill(thread_ids: list[int]) -> None:
-    with admin() as conn, conn.cursor() as cur:
-        for thread_id in thread_ids:
-            cur.execute(f"KILL {thread_id}")
-
-
-def running(marker: str) -> int:
-    """Statements on the server whose text holds `marker` (besides this look-up)."""
-    with admin() as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-            "WHERE INFO LIKE %s AND ID != CONNECTION_ID()",
-            (f"%{marker}%",),
-        )
-        row = cur.fetchone()
-        assert row is not None
-        return int(row[0])
 
 
 def pooled_ids(client: MRCClient) -> list[int]:

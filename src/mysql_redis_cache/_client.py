@@ -36,7 +36,7 @@ from ._node.keys import (
     refuse_non_finite,
 )
 from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_placeholders
-from ._node.rows import shape
+from ._node.rows import RawResult, shape
 from ._node.sql import format_query, refuse_too_few
 from ._redis.breaker import Breaker, Guard
 from ._redis.copies import Decodes
@@ -377,28 +377,45 @@ class MRCClient:
             raise ClientClosedError("the client is closing")
         pool = self.get_mysql_pool()
         try:
-            async with pool.acquire() as conn:
-                await self._check_packet(conn, sql)  # a refusal here sent nothing: no kill
+            if isinstance(pool, Pool) and self._max_packet is not None:
+                self._refuse_oversized(sql)
+                # when it has to wait, the release that frees a connection sends it
+                conn, sent = await pool.checkout(sql)
                 try:
-                    if self._telemetry is None:
-                        results = await self._driver.run_raw(conn, sql)
-                    else:
-                        with self._telemetry.mysql_operation(sql):
-                            results = await self._driver.run_raw(conn, sql)
-                except self._driver.errors as exc:
-                    if self._driver.breaks_connection(exc):
-                        conn.close()
-                    raise
-                except BaseException:
-                    if isinstance(pool, Pool):
-                        await pool.kill([conn])
-                    conn.close()
-                    raise
-                if self._driver.escapes_unsafe(conn):  # the statement set that sql_mode
-                    conn.close()
+                    results = await self._execute(pool, conn, sql, sent)
+                finally:
+                    await pool.release(conn)
+            else:
+                async with pool.acquire() as conn:
+                    results = await self._execute(pool, conn, sql, False)
         except self._driver.errors as exc:
             raise QueryError(f"MySQL query failed: {exc}") from exc
         return shape(results, self._cast)
+
+    async def _execute(self, pool: Any, conn: Any, sql: str, sent: bool) -> list[RawResult]:
+        """Run `sql` on `conn` (or read its result, when the pool `sent` it)."""
+        if not sent:
+            await self._check_packet(conn, sql)  # a refusal here sent nothing: no kill
+        try:
+            if self._telemetry is None:
+                results = await self._driver.run_raw(conn, sql, sent)
+            else:
+                with self._telemetry.mysql_operation(sql):
+                    results = await self._driver.run_raw(conn, sql, sent)
+        except self._driver.errors as exc:
+            if self._driver.breaks_connection(exc):
+                conn.close()
+            raise
+        except BaseException:
+            try:
+                if isinstance(pool, Pool):
+                    await pool.kill([conn])
+            finally:
+                conn.close()
+            raise
+        if self._driver.escapes_unsafe(conn):  # the statement set that sql_mode
+            conn.close()
+        return results
 
     async def _check_packet(self, conn: Any, sql: str) -> None:
         """Refuse a statement larger than the server's max_allowed_packet before sending it
@@ -410,6 +427,10 @@ class MRCClient:
         if self._max_packet is None:
             [result] = await self._driver.run_raw(conn, "SELECT @@max_allowed_packet")
             self._max_packet = int(result.rows[0][0])  # type: ignore[arg-type]
+        self._refuse_oversized(sql)
+
+    def _refuse_oversized(self, sql: str) -> None:
+        assert self._max_packet is not None
         if len(sql) * 4 >= self._max_packet and len(utf8(sql)) >= self._max_packet:
             raise QueryError(
                 f"the query is {len(utf8(sql)):,} bytes, more than the server's "

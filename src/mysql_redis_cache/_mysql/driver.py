@@ -22,7 +22,7 @@ from typing import Any
 import aiomysql
 import pymysql
 from pymysql.connections import FieldDescriptorPacket, MysqlPacket
-from pymysql.constants import FIELD_TYPE, SERVER_STATUS
+from pymysql.constants import COMMAND, FIELD_TYPE, SERVER_STATUS
 
 from .._errors import ConfigError
 from .._node.jsvalue import utf8
@@ -313,8 +313,29 @@ class Driver:
             raise
         return conn
 
-    async def run_raw(self, conn: Any, sql: str) -> list[RawResult]:
-        """Run `sql` and return every result set with values as the server sent them."""
+    def send_query(self, conn: Any, sql: str) -> bool:
+        """Send `sql` as the driver's `query()` does, without reading its result (read it
+        with `run_raw(conn, sql, sent=True)`). False when it could not go out at once:
+        the connection still had results to read, and it must not be used again.
+
+        Raises:
+            the driver's errors: the connection is gone (nothing was sent).
+        """
+        pending = conn._result
+        if pending is not None and (pending.has_next or pending.unbuffered_active):
+            return False
+        # the driver's own command writer: it writes, then returns without awaiting
+        command = conn._execute_command(COMMAND.COM_QUERY, utf8(sql))
+        try:
+            command.send(None)
+        except StopIteration:
+            return True
+        command.close()
+        return False
+
+    async def run_raw(self, conn: Any, sql: str, sent: bool = False) -> list[RawResult]:
+        """Run `sql` (or, when `sent`, read its result) and return every result set with
+        values as the server sent them."""
         decoders = getattr(conn, self._decoders_attr)
         use_unicode = getattr(conn, self._unicode_attr)
         # undecoded bytes, but integers, which the driver parses in C: mysql2's casting
@@ -322,7 +343,10 @@ class Driver:
         setattr(conn, self._decoders_attr, _INT_DECODERS)
         setattr(conn, self._unicode_attr, False)
         try:
-            await conn.query(utf8(sql))  # as mysql2 sends it (connections are UTF-8)
+            if sent:
+                await conn._read_query_result()
+            else:
+                await conn.query(utf8(sql))  # as mysql2 sends it (connections are UTF-8)
             results = [_raw(conn._result)]
             while conn._result is not None and conn._result.has_next:
                 await conn.next_result()

@@ -33,11 +33,17 @@ def driver_of_pool(pool: object) -> Driver:
     raise ConfigError(f"unsupported MySQL pool type {type(pool).__qualname__}")
 
 
+# A borrower's wait ends with None (look again: a slot is free, or the pool closed) or with
+# a connection handed over, and whether the borrower's statement was sent on it.
+_Handed = tuple[Any, bool] | None
+
+
 class Pool:
     """A small pool of connections with aiomysql's `acquire()` / `release()` interface.
 
     Idle connections are checked before they are handed out; callers wait in turn for a
-    free one. `close()` wakes every waiting caller with ClientClosedError at once.
+    free one, and a released connection goes straight to the first of them.
+    `close()` wakes every waiting caller with ClientClosedError at once.
     """
 
     def __init__(
@@ -49,7 +55,10 @@ class Pool:
         self._free: collections.deque[Any] = collections.deque()
         self._used: set[Any] = set()
         self._opening = 0
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # (future, statement to send on the connection handed over, if any)
+        self._waiters: collections.deque[tuple[asyncio.Future[_Handed], str | None]] = (
+            collections.deque()
+        )
         self._drained: list[asyncio.Future[None]] = []  # wait_closed() callers
         self._cap: tuple[int, float] | None = None  # (size, until): the server refused more
         self._closed = False
@@ -81,7 +90,14 @@ class Pool:
                 self._cap = None
         return self.size < limit
 
-    async def _acquire(self) -> Any:
+    async def checkout(self, statement: str | None = None) -> tuple[Any, bool]:
+        """Borrow a connection, and whether `statement` was already sent on it.
+
+        A caller that has to wait may give the statement it will run: the release that
+        frees a connection for it then sends it at once, so the server starts on it a
+        loop turn or more before this caller runs again. The caller then reads its
+        result (`Driver.run_raw(..., sent=True)`). Otherwise nothing is sent (False).
+        """
         deadline: float | None = None
         refused: BaseException | None = None
         while True:
@@ -92,11 +108,13 @@ class Pool:
                     conn = self._free.popleft()
                     if self.driver.is_usable(conn):
                         self._used.add(conn)
-                        return conn
+                        return conn, False
                     conn.close()
                 if self._room():
                     break
-                await self._wait(deadline, refused)
+                handed = await self._wait(statement, deadline, refused)
+                if handed is not None:
+                    return handed
             self._opening += 1
             try:
                 conn = await self.driver.open(self.driver.connect_kwargs(self._connect_kwargs))
@@ -113,32 +131,81 @@ class Pool:
                 continue
             self._opening -= 1
             self._used.add(conn)
-            return conn
+            return conn, False
 
-    async def _wait(self, deadline: float | None, refused: BaseException | None) -> None:
+    async def _wait(
+        self, statement: str | None, deadline: float | None, refused: BaseException | None
+    ) -> _Handed:
         """Wait for a released connection (until `deadline`, then raise `refused`)."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        future: asyncio.Future[_Handed] = asyncio.get_running_loop().create_future()
+        self._waiters.append((future, statement))
         try:
             if deadline is None:
-                await future
-            else:
-                await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            assert refused is not None
-            raise refused from None
-        except BaseException:
-            if future.done() and not future.cancelled():
+                return await future
+            return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+        except BaseException as exc:
+            handed = future.result() if future.done() and not future.cancelled() else None
+            if handed is not None and isinstance(exc, TimeoutError):
+                return handed  # the connection came as the time ran out
+            if handed is not None:  # handed over, then cancelled: it is nobody's
+                await self._abandon(*handed)
+            elif future.done() and not future.cancelled():
                 self._wake()  # woken, then cancelled: hand the wake-up on
+            if isinstance(exc, TimeoutError):
+                assert refused is not None
+                raise refused from None
             raise
+
+    async def _abandon(self, conn: Any, sent: bool) -> None:
+        """Take back a connection handed to a borrower that gave up before using it."""
+        if not sent:
+            await self.release(conn)
+            return
+        self._used.discard(conn)
+        try:
+            await self.kill([conn])  # its statement runs for nobody
+        finally:
+            conn.close()
+            self._wake()
+            self._note_drained()
 
     def _wake(self, everyone: bool = False) -> None:
         while self._waiters:
-            future = self._waiters.popleft()
+            future, _ = self._waiters.popleft()
             if not future.done():
                 future.set_result(None)
                 if not everyone:
                     return
+
+    def _hand_over(self, conn: Any) -> None:
+        """Give an open, idle borrowed connection to the first waiting borrower, with its
+        statement sent; with none waiting, pool it."""
+        if not self.driver.is_usable(conn):
+            self._used.discard(conn)
+            conn.close()
+            self._wake()
+            return
+        while self._waiters:
+            future, statement = self._waiters.popleft()
+            if future.done():
+                continue
+            if statement is None or self.driver.escapes_unsafe(conn):
+                future.set_result((conn, False))  # the borrower checks and sends itself
+                return
+            try:
+                sent = self.driver.send_query(conn, statement)
+            except Exception as exc:  # the waiting borrower's to meet, not this releaser's
+                logger.debug("could not send a statement on a released connection: %r", exc)
+                sent = False
+            if sent:
+                future.set_result((conn, True))
+            else:  # nothing went out: the borrower looks again, with this slot free
+                self._used.discard(conn)
+                conn.close()
+                future.set_result(None)
+            return
+        self._used.discard(conn)
+        self._free.append(conn)
 
     def acquire(self) -> _AcquireContext:
         """Borrow a connection: `async with pool.acquire() as conn` or `await pool.acquire()`."""
@@ -146,20 +213,25 @@ class Pool:
 
     async def release(self, conn: Any, discard: bool = False) -> None:
         """Give a connection back; a broken, closed or `discard`ed one is closed."""
-        self._used.discard(conn)
-        if discard or self._closed or self.driver.is_closed(conn):
-            conn.close()
-        else:
-            if conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
-                try:
-                    await conn.rollback()
-                except Exception:
-                    conn.close()
-            if self.driver.is_closed(conn):
+        if self._keeps(conn, discard) and (
+            conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
+        ):
+            try:
+                await conn.rollback()
+            except Exception:
                 conn.close()
-            else:
-                self._free.append(conn)
-        self._wake()
+        if self._keeps(conn, discard):
+            self._hand_over(conn)
+        else:
+            self._used.discard(conn)
+            conn.close()
+            self._wake()
+        self._note_drained()
+
+    def _keeps(self, conn: Any, discard: bool) -> bool:
+        return not (discard or self._closed or self.driver.is_closed(conn))
+
+    def _note_drained(self) -> None:
         if not self._used:
             for future in self._drained:
                 if not future.done():
@@ -220,10 +292,14 @@ class _AcquireContext:
         self._conn: Any = None
 
     def __await__(self) -> Any:
-        return self._pool._acquire().__await__()
+        return self._borrow().__await__()
+
+    async def _borrow(self) -> Any:
+        conn, _ = await self._pool.checkout()
+        return conn
 
     async def __aenter__(self) -> Any:
-        self._conn = await self._pool._acquire()
+        self._conn = await self._borrow()
         return self._conn
 
     async def __aexit__(self, *exc: object) -> None:
