@@ -80,7 +80,8 @@ async def test_thousands_at_once_each_get_their_own_result(
         def counting(conn: Any, sql: str) -> bool:
             nonlocal sends
             sends += 1
-            return send_query(conn, sql)
+            sent: bool = send_query(conn, sql)
+            return sent
 
         monkeypatch.setattr(driver, "send_query", counting)
         results = await asyncio.gather(
