@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis
 
-from mysql_redis_cache import MRCClient
+from mysql_redis_cache import MRCClient, QueryError
 
-from ._mysql_admin import running
+from ._mysql_admin import kill, running
 from .conftest import MYSQL_CONFIG, REDIS_URL
 
 
@@ -129,3 +129,35 @@ async def test_a_connection_released_with_results_unread_is_not_handed_on(
         assert [{"n": 7}] == await asyncio.wait_for(waiter, 2)
         assert pool.driver.is_closed(conn)
         assert 1 == pool.size
+
+
+async def test_connections_killed_while_callers_queue_fail_only_their_statements(
+    redis_sync: redis.Redis,
+) -> None:
+    """500 statements queue for 10 connections while every connection is killed, twice:
+    each caller gets its row or a QueryError, no killed connection is handed on, and 50
+    more run."""
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL) as client:
+        await client.query_to_promise("SELECT 1")
+        pool = client.get_mysql_pool()
+        calls = [
+            asyncio.ensure_future(client.query_to_promise("SELECT ? AS n, SLEEP(0.02) AS s", [n]))
+            for n in range(500)
+        ]
+        killed: set[int] = set()
+        for _ in range(2):
+            await asyncio.sleep(0.15)
+            ids = [pool.driver.thread_id(conn) for conn in list(pool._used)]
+            kill(ids)
+            killed.update(ids)
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 30)
+        assert len(killed) >= 15
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert all(isinstance(r, QueryError) for r in failed)
+        assert len(failed) <= len(killed)  # at most the statements on killed connections
+        mixed = [n for n, r in enumerate(results) if isinstance(r, list) and r[0]["n"] != n]
+        assert [] == mixed  # each caller its own row
+        after = [client.query_to_promise("SELECT ? AS n", [n]) for n in range(50)]
+        assert [[{"n": n}] for n in range(50)] == await asyncio.gather(*after)
+        assert pool.size <= 10
+        assert not killed & {pool.driver.thread_id(conn) for conn in pool._free}
