@@ -66,6 +66,18 @@ async def test_a_release_sends_the_statement_of_the_caller_that_waits(
     assert [{"n": 5}] == await one_connection.query_to_promise("SELECT ? AS n", [5])
 
 
+async def test_a_transaction_left_open_is_rolled_back_before_the_next_caller(
+    one_connection: MRCClient,
+) -> None:
+    """A statement leaves a transaction open: its release rolls it back before the caller
+    waiting for the connection gets it (with its statement sent)."""
+    _, waiting = await asyncio.gather(
+        one_connection.query_to_promise("START TRANSACTION"),
+        one_connection.query_to_promise("SELECT @@in_transaction AS t"),
+    )
+    assert [{"t": 0}] == waiting
+
+
 async def test_thousands_at_once_each_get_their_own_result(
     redis_sync: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,14 +213,14 @@ class Pool:
 
     async def release(self, conn: Any, discard: bool = False) -> None:
         """Give a connection back; a broken, closed or `discard`ed one is closed."""
-        if self._keeps(conn, discard) and (
-            conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
-        ):
+        keep = self._keeps(conn, discard)
+        if keep and conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
             try:
                 await conn.rollback()
             except Exception:
                 conn.close()
-        if self._keeps(conn, discard):
+            keep = self._keeps(conn, discard)
+        if keep:
             self._hand_over(conn)
         else:
             self._used.discard(conn)
