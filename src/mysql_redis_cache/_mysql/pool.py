@@ -144,12 +144,13 @@ class Pool:
                 return await future
             return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
         except BaseException as exc:
-            handed = future.result() if future.done() and not future.cancelled() else None
+            woken = future.done() and not future.cancelled()
+            handed = future.result() if woken else None
             if handed is not None and isinstance(exc, TimeoutError):
                 return handed  # the connection came as the time ran out
             if handed is not None:  # handed over, then cancelled: it is nobody's
                 await self._abandon(*handed)
-            elif future.done() and not future.cancelled():
+            elif woken:
                 self._wake()  # woken, then cancelled: hand the wake-up on
             if isinstance(exc, TimeoutError):
                 assert refused is not None
@@ -181,9 +182,7 @@ class Pool:
         """Give an open, idle borrowed connection to the first waiting borrower, with its
         statement sent; with none waiting, pool it."""
         if not self.driver.is_usable(conn):
-            self._used.discard(conn)
-            conn.close()
-            self._wake()
+            self._drop(conn)
             return
         while self._waiters:
             future, statement = self._waiters.popleft()
@@ -223,10 +222,14 @@ class Pool:
         if keep:
             self._hand_over(conn)
         else:
-            self._used.discard(conn)
-            conn.close()
-            self._wake()
+            self._drop(conn)
         self._note_drained()
+
+    def _drop(self, conn: Any) -> None:
+        """Close a borrowed connection; its slot goes to the next waiting borrower."""
+        self._used.discard(conn)
+        conn.close()
+        self._wake()
 
     def _keeps(self, conn: Any, discard: bool) -> bool:
         return not (discard or self._closed or self.driver.is_closed(conn))
