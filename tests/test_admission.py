@@ -98,7 +98,7 @@ async def test_a_queued_fill_runs_in_its_first_callers_context(redis_sync: redis
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(call("b", seen, "ctx-second"))
         await asyncio.sleep(0.05)
-        assert 1 == client._flights.admission.waiting
+        assert 1 == client._lookups.get().flights.admission.waiting
         gate.set()
         assert ["a", "b"] == list(await asyncio.gather(first, second))
 
@@ -168,7 +168,7 @@ async def test_a_miss_whose_callers_all_gave_up_never_runs(redis_sync: redis.Red
         assert ["first", "after"] == list(await asyncio.gather(first, after))
         assert "again" == await client.with_cache(source("again"), "gone-2")
     assert ["first", "after", "again"] == runs
-    assert client._flights.admission.running == 0
+    assert client._lookups.get().flights.admission.running == 0
 
 
 async def test_close_turns_away_queued_misses(redis_sync: redis.Redis) -> None:

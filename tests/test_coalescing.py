@@ -113,7 +113,7 @@ async def test_only_small_entries_keep_a_shared_decode(client: MRCClient) -> Non
         assert small == await client.read_from_cache(Q, [1], ["N"])
     for _ in range(3):
         assert large == await client.read_from_cache(Q, [2], ["N"])
-    assert 1 == len(client._decodes)
+    assert 1 == len(client._lookups.get().decodes)
 
 
 async def test_shared_decodes_follow_the_bytes_in_redis(

@@ -56,7 +56,8 @@ async def test_a_hit_refreshes_its_entry_and_node_reads_it(redis_sync: redis.Red
     async with MRCClient(MYSQL_CONFIG, REDIS_URL, refresh_ahead=EAGER) as client:
         assert [1] == await client.with_cache(source, "q", [7], ["Id"], ttl=100)
         assert [1] == await client.with_cache(source, "q", [7], ["Id"], ttl=100)  # a hit
-        await until(lambda: client.stats.refreshes == 1 and not client._flights._refreshing)
+        flights = client._lookups.get().flights
+        await until(lambda: client.stats.refreshes == 1 and not flights._refreshing)
         key = client.get_key_from_query("q", [7], ["Id"])
     assert 2 == source.runs
     assert b"[2]" == redis_sync.get(key)
@@ -85,7 +86,7 @@ async def test_one_refresh_at_a_time_per_key(redis_sync: redis.Redis) -> None:
     async with MRCClient(MYSQL_CONFIG, REDIS_URL, refresh_ahead=EAGER) as client:
         await client.with_cache(source, "q", [7], ["Id"])
         await asyncio.gather(*(client.with_cache(source, "q", [7], ["Id"]) for _ in range(200)))
-        await until(lambda: not client._flights._refreshing)
+        await until(lambda: not client._lookups.get().flights._refreshing)
     assert (2, 1) == (source.runs, client.stats.refreshes)
 
 
@@ -98,7 +99,7 @@ async def test_no_refresh_while_another_process_holds_the_lock(redis_sync: redis
         redis_sync.set(key + ":lock", b"another process", px=5000)
         for _ in range(5):
             await client.with_cache(source, "q", [7], ["Id"])
-        await until(lambda: not client._flights._refreshing)
+        await until(lambda: not client._lookups.get().flights._refreshing)
     assert (1, 0) == (source.runs, client.stats.refreshes)
 
 
@@ -115,7 +116,7 @@ async def test_a_refresh_overtaken_by_an_invalidation_stores_nothing(
         await client.with_cache(source, "q", [7], ["Id"])
         await asyncio.wait_for(source.started.wait(), 5)  # the refresh runs
         await server.drop_outdated_cache(["Id"], [7])
-        await until(lambda: not client._flights._refreshing)
+        await until(lambda: not client._lookups.get().flights._refreshing)
         assert None is await client.read_from_cache("q", [7], ["Id"])
     assert (1, 1) == (client.stats.refreshes, client.stats.refused)
 
@@ -129,7 +130,7 @@ async def test_a_failed_refresh_leaves_the_entry_and_logs_once(
         await client.with_cache(source, "q", [7], ["Id"])
         for _ in range(3):
             assert [1] == await client.with_cache(source, "q", [7], ["Id"])
-            await until(lambda: not client._flights._refreshing)
+            await until(lambda: not client._lookups.get().flights._refreshing)
     assert 3 == client.stats.refresh_errors
     assert [1] == json.loads(redis_sync.get(client.get_key_from_query("q", [7], ["Id"])) or b"")
     logged = [r for r in caplog.records if "refresh" in r.getMessage()]
@@ -162,9 +163,9 @@ async def test_refreshes_wait_their_turn(redis_sync: redis.Redis) -> None:
         await asyncio.wait_for(slow.started.wait(), 5)
         await client.with_cache(source, "q", [7], ["Id"])  # a hit: the refresh queues
         await asyncio.sleep(0.05)
-        assert (1, 1) == (client._flights.admission.waiting, source.runs)
+        assert (1, 1) == (client._lookups.get().flights.admission.waiting, source.runs)
         await filling
-        await until(lambda: not client._flights._refreshing)
+        await until(lambda: not client._lookups.get().flights._refreshing)
     assert 2 == source.runs
 
 

@@ -1,6 +1,7 @@
 """Read-through MySQL query cache in Redis, sharing entries with the Node library.
 
-`MRCClient` caches query results; `MRCServer` invalidates them.
+`MRCClient` caches query results; `MRCServer` invalidates them. Their blocking twins,
+for code that is not async, are in `mysql_redis_cache.sync`.
 """
 
 from importlib import metadata as _metadata
@@ -12,6 +13,7 @@ from ._errors import (
     ClientClosedError,
     ConfigError,
     EncodeError,
+    EventLoopError,
     InvalidArgumentError,
     InvalidParamError,
     MRCError,
@@ -32,6 +34,7 @@ __all__ = [
     "ConfigError",
     "DropProgress",
     "EncodeError",
+    "EventLoopError",
     "InvalidArgumentError",
     "InvalidParamError",
     "JSONValue",

@@ -10,8 +10,9 @@ import inspect
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Self, cast
+from typing import Any, Self, TypedDict, cast
 
 from ._errors import (
     CacheError,
@@ -22,11 +23,12 @@ from ._errors import (
     QueryError,
 )
 from ._fills.flights import Flights
+from ._fills.lookups import MISSING, Lookups
 from ._fills.refresh import RefreshAhead
 from ._mysql.config import NO_BACKSLASH_ESCAPES, parse_mysql_config
 from ._mysql.driver import pick_driver
 from ._mysql.pool import Pool, driver_of_pool
-from ._node.json import TooDeep, decode, encode
+from ._node.json import decode, encode
 from ._node.jsvalue import utf8
 from ._node.keys import (
     build_checked_key,
@@ -39,11 +41,9 @@ from ._node.paramstyle import PARAMSTYLES, format_to_qmark, refuse_percent_place
 from ._node.rows import RawResult, shape
 from ._node.sql import format_query, refuse_too_few
 from ._redis.breaker import Breaker, Guard
-from ._redis.copies import Decodes
 from ._redis.holder import RedisConfig, RedisHolder
-from ._redis.local import ABSENT
 from ._stats import CacheStats
-from ._support.loopbound import Borrowed, LoopBound
+from ._support.loopbound import Borrowed, LoopBound, run_in
 from ._telemetry.calls import note
 from ._telemetry.setup import telemetry
 
@@ -58,9 +58,6 @@ DEFAULT_CLOSE_GRACE = 5.0  # seconds close() lets queries and fills in flight fi
 # fill's query runs while the next sets its marker), more would only queue for the pool
 # while holding fill markers and starving the event loop of time to hear Redis.
 FILLS_PER_CONNECTION = 2
-_MISSING = object()
-_SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
-_SHARED_DECODES_BUDGET = 16 * 2**20  # bytes of recent entries whose decodes are reused
 
 
 def _check_ttl(ttl: object) -> None:
@@ -97,6 +94,29 @@ def _removed(name: str) -> property:
         )
 
     return property(fail, fail)
+
+
+class ClientOptions(TypedDict, total=False):
+    """MRCClient's keyword options (the class docstring says what each does)."""
+
+    normalize_numbers: bool
+    fail_open: bool
+    redis_timeout: float
+    breaker_cooldown: float
+    lock_timeout: float | None
+    mysql_driver: str
+    local_cache: int | None
+    local_cache_ttl: float
+    paramstyle: str
+    max_entry_bytes: int | None
+    max_fills: int | None
+    scripts: bool
+    local_cache_heartbeat: float
+    refresh_ahead: bool | float
+    name: str | None
+    meter_provider: Any
+    tracer_provider: Any
+    trace_keys: bool
 
 
 class MRCClient:
@@ -234,7 +254,7 @@ class MRCClient:
             # a pool the caller owns: its driver's own handshake and settings apply
             settings = parse_mysql_config({})
             self._driver = driver_of_pool(mysql_config)
-            self._pool = Borrowed(mysql_config)
+            self._pool = Borrowed(lambda: mysql_config)
         else:
             settings = parse_mysql_config(mysql_config or {})
             self._driver = pick_driver(mysql_driver)
@@ -252,12 +272,10 @@ class MRCClient:
             None if local_cache is None else (local_cache, local_cache_ttl, local_cache_heartbeat),
             scripts=scripts,
         )
+        self._breaker = Breaker(breaker_cooldown, fail_open)
+        # forked for each event loop: one breaker and write gate, per-loop bookkeeping
         self._guard = Guard(
-            Breaker(breaker_cooldown, fail_open),
-            self.stats,
-            fail_open,
-            self._redis.drop_connections,
-            self._redis.where,
+            self._breaker, self.stats, fail_open, self._redis.drop_connections, self._redis.where
         )
         self._local_cache = local_cache is not None
         self._telemetry = telemetry(
@@ -269,21 +287,24 @@ class MRCClient:
             mysql=_mysql_address(settings.connect_kwargs) if not _is_pool(mysql_config) else None,
         )
         if self._telemetry is not None:
-            self._telemetry.observe(self.stats, lambda: self._guard.breaker.is_open)
-        self._flights = Flights(
-            self._redis,
-            self._guard,
-            self.stats,
-            max_fills=max_fills or FILLS_PER_CONNECTION * self._pool_size(),
-            lock_timeout=lock_timeout,
-            max_entry_bytes=max_entry_bytes,
-            refresh_ahead=self._refresh,
-            on_fill=None if self._telemetry is None else self._telemetry.fill,
-        )
-        self._decodes = Decodes(_SHARED_DECODES_BUDGET, _SHARED_DECODE_MAX)
+            self._telemetry.observe(self.stats, lambda: self._breaker.is_open)
+        self._flight_options: dict[str, Any] = {
+            "max_fills": max_fills or FILLS_PER_CONNECTION * self._pool_size(),
+            "lock_timeout": lock_timeout,
+            "max_entry_bytes": max_entry_bytes,
+            "refresh_ahead": self._refresh,
+            "on_fill": None if self._telemetry is None else self._telemetry.fill,
+        }
+        self._lookups = LoopBound(self._make_lookups, _nothing_to_close)
         self._closing = False
-        self._close_grace = DEFAULT_CLOSE_GRACE
+        self._close_deadline: float | None = None  # while close() runs
         self._max_packet: int | None = None  # the server's max_allowed_packet, once read
+
+    def _make_lookups(self) -> Lookups:
+        """An event loop's share of the client: fills, decodes and a guard of its own."""
+        guard = self._guard.fork()
+        flights = Flights(self._redis, guard, self.stats, **self._flight_options)
+        return Lookups(self._redis, guard, flights, self.stats, self._local_cache)
 
     # -- MySQL ---------------------------------------------------------------------------
 
@@ -314,7 +335,7 @@ class MRCClient:
 
     async def _close_pool(self, pool: Pool) -> None:
         pool.close()
-        await pool.wait_closed(self._close_grace)
+        await pool.wait_closed(self._grace_left())
 
     def format_query(self, query: str, params: Sequence[object] | None = None) -> str:
         """The SQL text sent for `query` and `params`, formatted as mysql2 does.
@@ -460,8 +481,9 @@ class MRCClient:
         param_names: Sequence[str] = (),
     ) -> Any:
         """The cached value for the query, or None on a miss (or, failing open, an outage)."""
-        value = await self._read(self.get_key_from_query(query, params, param_names))
-        return None if value is _MISSING else value
+        key = self.get_key_from_query(query, params, param_names)
+        value = await self._lookups.get().read(key)
+        return None if value is MISSING else value
 
     async def write_to_cache(
         self,
@@ -478,7 +500,7 @@ class MRCClient:
             CacheError: Redis failed, with `fail_open=False` (else it is logged).
         """
         key = self.get_key_from_query(query, params, param_names)
-        await self._write(key, encode(value), _ttl_with_jitter(ttl))
+        await self._lookups.get().write(key, encode(value), _ttl_with_jitter(ttl))
 
     async def with_cache(
         self,
@@ -574,11 +596,13 @@ class MRCClient:
         a read that goes out alone gets a span of its own."""
         key, unambiguous = build_checked_key(query, params, param_names)
         _check_ttl(ttl)
-        if unambiguous and (not self._flights or self._flights.running(key) is None):
+        here = self._lookups.get()
+        flights = here.flights
+        if unambiguous and (not flights or flights.running(key) is None):
             ttl_read = self._refresh is not None and self._refresh.wants_ttl(key)
-            if self._local_cache or self._guard.breaker.is_open:
-                cached = await self._read(key, ttl_read)
-            else:  # _read's last step, inlined: one coroutine frame fewer on every hit
+            if self._local_cache or self._breaker.is_open:
+                cached = await here.read(key, ttl_read)
+            else:  # read's last step, inlined: one coroutine frame fewer on every hit
                 try:
                     if traced and self._redis.reads_alone():
                         assert self._telemetry is not None
@@ -587,11 +611,11 @@ class MRCClient:
                     else:
                         raw = await self._redis.request(key, ttl_read)
                 except CacheError as exc:
-                    raw = await self._read_failed(exc)
-                cached = self._take(key, raw)
-            if cached is not _MISSING:
+                    raw = await here.read_failed(exc)
+                cached = here.take(key, raw)
+            if cached is not MISSING:
                 if ttl_read:
-                    self._refresh_due([key], fn, query, [params], ttl)
+                    self._refresh_due(flights, [key], fn, query, [params], ttl)
                 return cached
         if fn is None:
             fn = self._sql(query, params)
@@ -602,10 +626,11 @@ class MRCClient:
             note("bypass")
             logger.debug("bypassing the cache: params could build another call's key %s", key)
             return await self._compute(fn, json_shaped)
-        return await self._flights.miss(key, fn, _ttl_with_jitter(ttl), json_shaped)
+        return await flights.miss(key, fn, _ttl_with_jitter(ttl), json_shaped)
 
     def _refresh_due(
         self,
+        flights: Flights,
         keys: list[str],
         fn: Callable[[], Awaitable[Any]] | None,
         query: str,
@@ -619,7 +644,7 @@ class MRCClient:
         for key, expiry, params in zip(keys, self._redis.expiries(keys), params_list, strict=True):
             if refresh.due(key, expiry):
                 fill = self._sql(query, params) if fn is None else _awaited(fn)
-                self._flights.refresh(key, fill, _ttl_with_jitter(ttl), fn is None)
+                flights.refresh(key, fill, _ttl_with_jitter(ttl), fn is None)
 
     async def query_many_with_cache(
         self,
@@ -672,16 +697,17 @@ class MRCClient:
         ttl_keys: set[str] = set()
         if self._refresh is not None:
             ttl_keys = self._refresh.wanting_ttl(list(first))
-        values, raws = await self._read_many(list(first), ttl_keys)
+        here = self._lookups.get()
+        values, raws = await here.read_many(list(first), ttl_keys)
         if ttl_keys:
             due = [(key, first[key]) for key, value in zip(first, values, strict=False)
-                   if value is not _MISSING and key in ttl_keys]  # fmt: skip
+                   if value is not MISSING and key in ttl_keys]  # fmt: skip
             if due:
                 self._refresh_due(
-                    [key for key, _ in due], None, items[due[0][1]][0],
+                    here.flights, [key for key, _ in due], None, items[due[0][1]][0],
                     [params_list[at] for _, at in due], ttl,
                 )  # fmt: skip
-        if len(values) == len(items) and _MISSING not in values:
+        if len(values) == len(items) and MISSING not in values:
             return values  # distinct keys, all cached (most batches): in order already
         results: list[Any] = [None] * len(items)
         again: dict[int, list[int]] = {}  # first index: the indexes repeating its key
@@ -689,7 +715,7 @@ class MRCClient:
             again.setdefault(at, []).append(index)
         fills: list[tuple[list[int], str | None]] = []  # indexes to fill, and their key
         for (key, index), value in zip(first.items(), values, strict=True):
-            if value is _MISSING:
+            if value is MISSING:
                 fills.append(([index, *again.get(index, ())], key))
             else:
                 results[index] = value
@@ -697,10 +723,10 @@ class MRCClient:
             read = dict(zip(first.values(), zip(values, raws, strict=True), strict=True))
             for index, at in repeats:
                 value, raw = read[at]
-                if value is not _MISSING:  # a copy each: callers must not share one result
+                if value is not MISSING:  # a copy each: callers must not share one result
                     key = items[at][1]
                     results[index] = (
-                        copy.deepcopy(value) if raw is None else self._decodes.value(key, raw)
+                        copy.deepcopy(value) if raw is None else here.decodes.value(key, raw)
                     )
         for index in bypassed:
             self.stats.bypasses += 1
@@ -710,7 +736,12 @@ class MRCClient:
             await asyncio.gather(
                 *(
                     self._fill_into(
-                        results, at, self._sql(items[at[0]][0], params_list[at[0]]), key, ttl
+                        here.flights,
+                        results,
+                        at,
+                        self._sql(items[at[0]][0], params_list[at[0]]),
+                        key,
+                        ttl,
                     )
                     for at, key in fills
                 )
@@ -719,6 +750,7 @@ class MRCClient:
 
     async def _fill_into(
         self,
+        flights: Flights,
         results: list[Any],
         at: list[int],
         run: Callable[[], Awaitable[Any]],
@@ -730,125 +762,14 @@ class MRCClient:
         if key is None:
             value = await self._compute(run, True)
         else:
-            value = await self._flights.miss(key, run, _ttl_with_jitter(ttl), True)
+            value = await flights.miss(key, run, _ttl_with_jitter(ttl), True)
         results[at[0]] = value
         for index in at[1:]:
             results[index] = copy.deepcopy(value)
 
-    async def _read_many(
-        self, keys: list[str], ttl_keys: set[str] | None = None
-    ) -> tuple[list[Any], list[bytes | None]]:
-        """Each key's decoded entry (or _MISSING), and its bytes (None from the local
-        cache), read in one round trip."""
-        values: list[Any] = []
-        remote = keys
-        if self._local_cache:
-            remote = []
-            for key in keys:
-                local = self._redis.local(key)
-                if local is ABSENT:
-                    remote.append(key)
-                    values.append(_MISSING)  # replaced below
-                else:
-                    self.stats.local_hits += 1
-                    self.stats.hits += 1
-                    values.append(local)
-        if not remote:
-            return values, [None] * len(keys)
-        absent: list[bytes | None] = [None] * len(remote)
-        ttl_read = [key for key in remote if key in ttl_keys] if ttl_keys else None
-        raws = await self._guard.op(self._redis.request_many(remote, ttl_read), absent)
-        if raws is absent:
-            self._lookups_missed(len(remote))
-        value_of = self._decodes.value
-        fetched: list[Any] = []
-        hits = 0
-        for key, raw in zip(remote, raws, strict=True):
-            if raw:
-                try:
-                    fetched.append(value_of(key, raw))
-                    hits += 1
-                    continue
-                except ValueError:
-                    pass  # _take counts and logs it
-            fetched.append(self._take(key, raw))
-        # _take's bookkeeping once for the batch: a log call costs as much as a copy
-        self.stats.hits += hits
-        if logger.isEnabledFor(logging.DEBUG):
-            for key, raw, value in zip(remote, raws, fetched, strict=True):
-                if raw and value is not _MISSING:
-                    logger.debug("cache hit %s", key)
-        if remote is keys:
-            return fetched, raws
-        new_values, new_raws = iter(fetched), iter(raws)
-        merged = [next(new_values) if value is _MISSING else value for value in values]
-        merged_raws = [next(new_raws) if value is _MISSING else None for value in values]
-        return merged, merged_raws
-
     async def _compute(self, fn: Callable[[], Awaitable[Any]], json_shaped: bool) -> Any:
         result = await fn()
         return result if json_shaped else decode(encode(result))
-
-    async def _read(self, key: str, ttl: bool = False) -> Any:
-        """The decoded entry at `key`, or _MISSING (on a miss, or failing open)."""
-        if self._local_cache:
-            local = self._redis.local(key)
-            if local is not ABSENT:
-                self.stats.local_hits += 1
-                self.stats.hits += 1
-                note("local_hit")
-                logger.debug("cache hit %s (local)", key)
-                return local
-        if self._guard.breaker.is_open:
-            raw = await self._guard.op(self._redis.get(key), None)
-            self._lookups_missed(1)
-            return self._take(key, raw)
-        try:
-            raw = await self._redis.request(key, ttl)
-        except CacheError as exc:
-            raw = await self._read_failed(exc)
-        return self._take(key, raw)
-
-    async def _read_failed(self, exc: CacheError) -> bytes | None:
-        """A read failed: counted as the guard counts it, and as a lookup that missed for
-        it; failing open, None (no entry)."""
-        raw: bytes | None = await self._guard.failed(exc, None)
-        self._lookups_missed(1)
-        return raw
-
-    def _lookups_missed(self, count: int) -> None:
-        """`count` lookups fell back because their read was skipped or failed (as the
-        guard just said), for the lookups metric and a traced call's outcome."""
-        missed = self._guard.missed
-        if missed == "skipped":
-            self.stats._lookup_skips += count
-        elif missed == "error":
-            self.stats._lookup_errors += count
-        if missed is not None:
-            note(missed)
-
-    def _take(self, key: str, raw: bytes | None) -> Any:
-        """Decode and count what a read returned: the value, or _MISSING. Reads of bytes
-        read before for the same key copy their decode (see `Decodes`)."""
-        if raw:
-            try:
-                value = self._decodes.value(key, raw)
-            except TooDeep:
-                logger.info("cache entry %s nests too deeply for Python; a miss", key)
-            except ValueError:
-                self.stats.corrupt += 1
-                logger.warning("cache entry %s is not JSON; treating it as a miss", key)
-            else:
-                self.stats.hits += 1
-                logger.debug("cache hit %s", key)
-                return value
-        self.stats.misses += 1  # an empty string is a miss for Node too
-        note("miss")
-        logger.debug("cache miss %s", key)
-        return _MISSING
-
-    async def _write(self, key: str, payload: bytes, expiry: int) -> None:
-        await self._guard.op(self._redis.set(key, payload, expiry), None)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -873,18 +794,38 @@ class MRCClient:
         """
         self._closing = True
         try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + grace
-            pool = self._pool.current
-            if isinstance(pool, Pool):
-                pool.close()
-            await self._flights.close(grace)
-            self._close_grace = max(0.0, deadline - loop.time())
-            await self._pool.close()
+            self._close_deadline = time.monotonic() + grace
+            # each event loop's connections are closed inside that loop, all at once
+            loops = {*self._lookups.loops(), *self._pool.loops(), *self._redis.loops()}
+            await asyncio.gather(*(run_in(loop, self._close_here, grace + 1) for loop in loops))
+            await self._pool.close()  # any opened meanwhile
             await self._redis.close()
-            self._decodes.clear()
         finally:
             self._closing = False
+            self._close_deadline = None
+
+    async def _close_here(self) -> None:
+        """close()'s work in one event loop: turn away calls waiting for a connection,
+        give the fills the grace left, then close the pool and the Redis connections."""
+        pool = self._pool.current
+        if isinstance(pool, Pool):
+            pool.close()
+        lookups = self._lookups.current
+        if lookups is not None:
+            await lookups.flights.close(self._grace_left())
+            lookups.decodes.clear()
+        await self._pool.close_current()
+        await self._redis.close_current()
+
+    def _grace_left(self) -> float:
+        """Seconds close() has left; the default grace when a loop's shutdown closes."""
+        if self._close_deadline is None:
+            return DEFAULT_CLOSE_GRACE
+        return max(0.0, self._close_deadline - time.monotonic())
+
+
+async def _nothing_to_close(_: object) -> None:
+    """A loop's Lookups hold no connections: the pool and Redis close their own."""
 
 
 def _beta(refresh_ahead: object) -> float | None:

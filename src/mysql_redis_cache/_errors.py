@@ -7,7 +7,8 @@ MRCError
 ├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
 ├── QueryError                               MySQL failed; the driver error is the cause
 ├── CacheError                               Redis failed; the driver error is the cause
-└── ClientClosedError                        the call was cut short by close()
+├── ClientClosedError                        the call was cut short by close()
+└── EventLoopError         (also RuntimeError) a sync client called inside an event loop
 """
 
 from __future__ import annotations
@@ -48,3 +49,8 @@ class CacheUnavailableError(CacheError):
 class ClientClosedError(MRCError):
     """close() turned the call away: it waited for a connection, came in while closing,
     or shared a fill that close() cancelled. A later call reopens the client."""
+
+
+class EventLoopError(MRCError, RuntimeError):
+    """A blocking call of `mysql_redis_cache.sync` was made in a thread that runs an event
+    loop: it would stall that loop. Await the async client's method there instead."""

@@ -3,6 +3,7 @@ and the guard every cache-path Redis call goes through."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 
@@ -78,6 +79,13 @@ class Guard:
         )
         self._stats = stats
         self._on_outage = on_outage
+
+    def fork(self) -> Guard:
+        """A guard for another event loop: the same breaker, write gate and counters, and
+        its own record of why its last call fell back."""
+        twin = copy.copy(self)
+        twin.missed = None
+        return twin
 
     async def op[T](self, op: Awaitable[T], fallback: T, *, write: bool = False) -> T:
         """Await the Redis call `op` (a `write`: it stores something); failing open,

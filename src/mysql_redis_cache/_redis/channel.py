@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.exceptions
 
+from .._errors import ClientClosedError
 from .pool import abandon, unsent
 from .replies import Replies, usable
 from .silence import Silence
@@ -47,6 +48,7 @@ class Channel:
         self.silence = Silence(None)  # its timeout is read from the settings on first open
         self._conn: Any = None
         self._retired = False  # replace the connection before the next request
+        self._closed = False  # close() ran: it never connects again
         self.writer: asyncio.StreamWriter | None = None  # its stream, when writable directly
         self.replies: Replies | None = None  # its replies, when parsed as they arrive
 
@@ -66,6 +68,8 @@ class Channel:
             redis.exceptions.RedisError, OSError: what redis-py or the socket raised.
         """
         task = asyncio.current_task()
+        if self._closed:
+            raise ClientClosedError("the client was closed while this call ran")
         if self._retired:
             self._retired = False
             await self._drop()
@@ -87,6 +91,8 @@ class Channel:
                     conn = self._conn = await self.connect(
                         socket_timeout=None, socket_connect_timeout=None
                     )
+                    if self._closed:  # while it connected
+                        raise ClientClosedError("the client was closed while this call ran")
                     self.writer = _plain_writer(conn)
                     self.replies = self._note_arrivals(conn)
                 if self._prepare is not None:
@@ -105,6 +111,8 @@ class Channel:
                     await asyncio.shield(abandon(conn))
                 if timed_out:
                     raise TimeoutError(f"Redis was silent for {silence.timeout} s") from None
+                if self._closed:  # close() cut it short: not Redis failing, and no retry
+                    raise ClientClosedError("the client was closed while this call ran") from exc
                 if may_retry and isinstance(exc, DEAD_CONNECTION):
                     may_retry = False
                     logger.debug("Redis connection was dead (%s): sending on a new one", exc)
@@ -225,6 +233,8 @@ class Channel:
         return conn
 
     async def close(self) -> None:
+        """Disconnect for good: requests in flight or made later get ClientClosedError."""
+        self._closed = True
         conn, self._conn = self._conn, None
         self.writer = self.replies = None
         self.silence.cancel()

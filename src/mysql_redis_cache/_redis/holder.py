@@ -24,7 +24,7 @@ from .config import parse_redis_config
 from .fills import STAMP_TTL_MS, stamp_of
 from .local import ABSENT, LocalCache
 from .markers import Arg, Markers, Send
-from .pool import DEFAULT_MAX_CONNECTIONS, fit_cluster, fit_pool, waiting_pool
+from .pool import DEFAULT_MAX_CONNECTIONS, ClosingPool, fit_cluster, fit_pool, waiting_pool
 from .reader import ClusterReader, CoalescingReader
 from .writer import PipelinedWriter
 
@@ -115,7 +115,7 @@ class RedisHolder:
             self.where, self.address = server_of(config)
             self.markers = Markers(scripts, self.where)
             self._check_local_cache(isinstance(config, aioredis.RedisCluster))
-            self._bound = Borrowed(self._handle_for(config), _release_reader)
+            self._bound = Borrowed(lambda: self._handle_for(config), _release_reader)
             return
         self._url, self._options = parse_redis_config(config)
         self.where, self.address = server_of(self._url, self._options)
@@ -388,7 +388,16 @@ class RedisHolder:
                 return int(sum(sizes.values()) if isinstance(sizes, dict) else sizes)
             return int(await client.dbsize())
 
+    def loops(self) -> list[asyncio.AbstractEventLoop]:
+        """The event loops that have connections of their own."""
+        return self._bound.loops()
+
+    async def close_current(self) -> None:
+        """Close the running event loop's connections."""
+        await self._bound.close_current()
+
     async def close(self) -> None:
+        """Close every event loop's connections, each inside its own loop."""
         await self._bound.close()
 
 
@@ -459,6 +468,9 @@ async def _release_reader(handle: _Handle) -> None:
 
 
 async def _close_handle(handle: _Handle) -> None:
+    pool = getattr(handle.client, "connection_pool", None)
+    if isinstance(pool, ClosingPool):
+        pool.closed = True
     await _release_reader(handle)
     try:
         await handle.client.aclose()

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.connection import RedisSSLContext, SSLConnection
 
+from .._errors import ClientClosedError
 from .silence import Silence
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -36,13 +37,31 @@ def waiting_pool(client: aioredis.Redis) -> aioredis.Redis:
     """A client like the new, unused `client`, whose pool waits for a free connection
     when its max_connections are in use, and whose connections are `fitted`."""
     pool = client.connection_pool
-    waiting = aioredis.BlockingConnectionPool(
+    waiting = ClosingPool(
         max_connections=pool.max_connections,
         timeout=None,
         connection_class=fitted(pool.connection_class),
         **pool.connection_kwargs,
     )
     return aioredis.Redis.from_pool(waiting)
+
+
+class ClosingPool(aioredis.BlockingConnectionPool):
+    """redis-py's waiting pool, that stays closed once its client is: a command in flight
+    when it closed may have reconnected its connection (redis-py retries on a new one),
+    and would otherwise leave it open."""
+
+    closed = False
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self.closed:
+            raise ClientClosedError("the client was closed while this call ran")
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        if self.closed:
+            await connection.disconnect()
 
 
 def fit_pool(pool: Any) -> None:
