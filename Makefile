@@ -3,7 +3,7 @@ export UV_PYTHON_DOWNLOADS := never
 # uv on PATH, else the one installed into the pyenv Python that .python-version selects.
 UV ?= $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 
-.PHONY: help install services demo test test-interop fuzz lint format typecheck check build release-check bench bench-invalidation clean
+.PHONY: help install services demo test test-interop fuzz lint format typecheck check build release-check bench bench-threads bench-invalidation clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -65,8 +65,12 @@ release-check: install  ## build, then check the wheel's and sdist's metadata, a
 bench-invalidation:  ## invalidation at 100k and 1M keys vs Node and a raw redis-py loop
 	$(UV) run $(ALL) python -m benchmarks.invalidation
 
-bench:  ## hits, misses, memory and stampedes vs Node 4.1.0 and the raw floors; what options cost
+bench:  ## hits, misses, memory and stampedes vs Node 4.1.0 and the raw floors; what options cost; hits from threads
 	$(UV) run $(ALL) python -m benchmarks.cache
+	$(UV) run $(ALL) python -m benchmarks.threads
+
+bench-threads:  ## cached hits from threads: the sync client vs redis-py's blocking GET + json, and asyncio.run() per call
+	$(UV) run $(ALL) python -m benchmarks.threads
 
 clean:  ## remove build output, caches, .venv and node_modules
 	rm -rf dist build .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
