@@ -39,7 +39,25 @@ def _portal(kind: str) -> Portal:
     )
 
 
-class MRCClient:
+class _Closes:
+    """`with` closes it on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class MRCClient(_Closes):
     """The blocking `mysql_redis_cache.MRCClient`, safe from any number of threads.
 
     Args:
@@ -172,19 +190,8 @@ class MRCClient:
         self._portal.check()
         self._portal.run_and_stop(lambda: client.close(grace=grace), grace + 5)
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class MRCServer:
+class MRCServer(_Closes):
     """The blocking `mysql_redis_cache.MRCServer`, safe from any number of threads.
 
     Args:
@@ -236,17 +243,6 @@ class MRCServer:
         """Close the Redis connections and stop the server's thread."""
         self._portal.check()
         self._portal.run_and_stop(self._async.close, DEFAULT_CLOSE_GRACE)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _plain(fn: Callable[[], Any]) -> Callable[[], Any]:
