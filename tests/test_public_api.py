@@ -57,9 +57,14 @@ def test_help_shows_no_private_module() -> None:
     """help(MRCClient) / help(MRCServer) name no private base class or module."""
     import pydoc
 
-    for cls in (mysql_redis_cache.MRCClient, mysql_redis_cache.MRCServer):
+    import mysql_redis_cache.sync as mrc_sync
+
+    public = (mysql_redis_cache.MRCClient, mysql_redis_cache.MRCServer)
+    for cls in (*public, mrc_sync.MRCClient, mrc_sync.MRCServer):
         assert [cls, object] == list(cls.__mro__)
         text = pydoc.plain(pydoc.render_doc(cls))
         assert "_support" not in text
         assert "Initialize self" not in text
+    for cls in public:
+        text = pydoc.plain(pydoc.render_doc(cls))
         assert "async __aenter__" in text

@@ -21,6 +21,7 @@ from ._errors import (
 )
 from ._node.json import JSONValue
 from ._node.rows import Row
+from ._options import Options
 from ._server import DropProgress, MRCServer
 from ._stats import CacheStats
 
@@ -41,6 +42,7 @@ __all__ = [
     "MRCClient",
     "MRCError",
     "MRCServer",
+    "Options",
     "QueryError",
     "Row",
     "__version__",

@@ -19,8 +19,10 @@ from types import TracebackType
 from typing import Any, Self, Unpack
 
 from . import _client, _server
-from ._client import DEFAULT_CLOSE_GRACE, DEFAULT_TTL, ClientOptions
 from ._errors import InvalidArgumentError
+from ._mysql.statements import DEFAULT_CLOSE_GRACE
+from ._node.ttl import DEFAULT_TTL
+from ._options import ClientOptions
 from ._redis.holder import RedisConfig
 from ._server import DropProgress
 from ._stats import CacheStats
@@ -39,25 +41,7 @@ def _portal(kind: str) -> Portal:
     )
 
 
-class _Closes:
-    """`with` closes it on the way out."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class MRCClient(_Closes):
+class MRCClient:
     """The blocking `mysql_redis_cache.MRCClient`, safe from any number of threads.
 
     Args:
@@ -76,6 +60,8 @@ class MRCClient(_Closes):
         redis_config: RedisConfig = None,
         **options: Unpack[ClientOptions],
     ) -> None:
+        """Check the configuration; nothing connects, and no thread starts, until the
+        first call."""
         self._async = _client.MRCClient(mysql_config, redis_config, **options)
         self._portal = _portal("MRCClient")
 
@@ -190,8 +176,19 @@ class MRCClient(_Closes):
         self._portal.check()
         self._portal.run_and_stop(lambda: client.close(grace=grace), grace + 5)
 
+    def __enter__(self) -> Self:
+        return self
 
-class MRCServer(_Closes):
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class MRCServer:
     """The blocking `mysql_redis_cache.MRCServer`, safe from any number of threads.
 
     Args:
@@ -209,6 +206,7 @@ class MRCServer(_Closes):
         meter_provider: Any = None,
         tracer_provider: Any = None,
     ) -> None:
+        """Check the configuration; nothing connects until the first call."""
         self._async = _server.MRCServer(
             redis_config, name=name, meter_provider=meter_provider, tracer_provider=tracer_provider
         )
@@ -243,6 +241,17 @@ class MRCServer(_Closes):
         """Close the Redis connections and stop the server's thread."""
         self._portal.check()
         self._portal.run_and_stop(self._async.close, DEFAULT_CLOSE_GRACE)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _plain(fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._errors import CacheError
-from .._node.json import TooDeep
+from .._errors import CacheError, InvalidArgumentError
+from .._node.json import TooDeep, decode, encode
+from .._node.ttl import ttl_with_jitter
 from .._redis.breaker import Guard
 from .._redis.copies import Decodes
 from .._redis.holder import RedisHolder
@@ -15,10 +17,12 @@ from .._redis.local import ABSENT
 from .._stats import CacheStats
 from .._telemetry.calls import note
 from .flights import Flights
+from .refresh import RefreshAhead
 
 logger = logging.getLogger("mysql_redis_cache")
 
 MISSING = object()  # what a read returns for no usable entry
+type Fn = Callable[[], Awaitable[Any]]  # what a fill runs: a query, or with_cache's function
 _SHARED_DECODE_MAX = 256 * 1024  # bytes: larger entries are decoded for every read
 _SHARED_DECODES_BUDGET = 16 * 2**20  # bytes of recent entries whose decodes are reused
 
@@ -28,16 +32,23 @@ class Lookups:
     of why a call fell back), its fills, and its shared decodes. Never used from another
     loop, so nothing here needs a lock."""
 
-    __slots__ = ("decodes", "flights", "guard", "local_cache", "redis", "stats")
+    __slots__ = ("decodes", "flights", "guard", "local_cache", "redis", "refresh", "stats")
 
     def __init__(
-        self, redis: RedisHolder, guard: Guard, flights: Flights, stats: CacheStats, local: bool
+        self,
+        redis: RedisHolder,
+        guard: Guard,
+        flights: Flights,
+        stats: CacheStats,
+        local: bool,
+        refresh: RefreshAhead | None,
     ) -> None:
         self.redis = redis
         self.guard = guard
         self.flights = flights
         self.stats = stats
         self.local_cache = local
+        self.refresh = refresh  # the client's, shared by its loops
         self.decodes = Decodes(_SHARED_DECODES_BUDGET, _SHARED_DECODE_MAX)
 
     def local(self, key: str) -> Any:
@@ -155,3 +166,41 @@ class Lookups:
     def write(self, key: str, payload: bytes, expiry: int) -> Awaitable[None]:
         """Store `payload` at `key` for `expiry` seconds, through the guard."""
         return self.guard.op(self.redis.set(key, payload, expiry), None)
+
+    def bypass(self, key: str) -> None:
+        """A call runs uncached: its params could build another call's key."""
+        self.stats.bypasses += 1
+        note("bypass")
+        logger.debug("bypassing the cache: params could build another call's key %s", key)
+
+    def refresh_due(
+        self, keys: list[str], fill_of: Callable[[int], Fn], json_shaped: bool, ttl: int
+    ) -> None:
+        """After hits on `keys`, refresh in the background those whose time has come
+        (`refresh.py`; `fill_of(i)` refreshes `keys[i]`); the hits return at once."""
+        refresh = self.refresh
+        assert refresh is not None
+        for index, (key, expiry) in enumerate(zip(keys, self.redis.expiries(keys), strict=True)):
+            if refresh.due(key, expiry):
+                self.flights.refresh(key, fill_of(index), ttl_with_jitter(ttl), json_shaped)
+
+
+async def compute(fn: Fn, json_shaped: bool) -> Any:
+    """`fn()`'s result in its cached shape, uncached."""
+    result = await fn()
+    return result if json_shaped else decode(encode(result))
+
+
+def awaited(fn: Callable[[], Any]) -> Fn:
+    """`fn`, refusing a result that cannot be awaited (a plain function passed as `fn`)."""
+
+    async def call() -> Any:
+        result = fn()
+        if not inspect.isawaitable(result):
+            raise InvalidArgumentError(
+                f"fn must be an async function: it returned a {type(result).__name__}, "
+                "not an awaitable (nothing was cached)"
+            )
+        return await result
+
+    return call

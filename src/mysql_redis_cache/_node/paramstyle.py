@@ -8,9 +8,12 @@ query. By default such a query is refused with a hint; `paramstyle="format"` rew
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import cast
 
 from .._errors import InvalidArgumentError
-from .sql import next_outside
+from .keys import check_params, refuse_non_finite
+from .sql import next_outside, refuse_too_few
 
 PARAMSTYLES = ("qmark", "format")
 
@@ -101,3 +104,30 @@ def _unescape_quoted(text: str) -> str:
         position = found + 2
     out.append(text[position:])
     return "".join(out)
+
+
+def query_text(query: str, params: object, paramstyle: str, runs_sql: bool) -> str:
+    """The query text to format and hash, after checking it, the params and the
+    paramstyle (`runs_sql`: the text will be sent to MySQL with the params)."""
+    if type(query) is not str:
+        raise InvalidArgumentError(f"query must be a str, got {type(query).__name__}")
+    if type(params) is list:
+        if runs_sql:
+            for value in params:  # most params are ints and strs: skip the walk
+                kind = type(value)
+                if kind is float or kind is list or kind is tuple:
+                    refuse_non_finite(params)
+                    break
+    elif params is not None:
+        check_params(params)
+        if runs_sql and params:
+            refuse_non_finite(cast(Sequence[object], params))
+    text = query
+    if "%" in query and params is not None:
+        if paramstyle == "format":
+            text = format_to_qmark(query)
+        elif runs_sql and params:
+            refuse_percent_placeholders(query)
+    if runs_sql and params is not None:
+        refuse_too_few(text, len(cast(Sequence[object], params)))
+    return text
