@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -51,10 +52,21 @@ async def test_misses_fill_once_and_are_cached(client: MRCClient) -> None:
     """Misses run once each (a duplicate shares its fill) and are cached for next time."""
     params = [[n, n] for n in (7, 8, 7)]
     first = await client.query_many_with_cache(Q, params, NAMES)
-    assert 2 == client.stats.misses
+    assert 3 == client.stats.misses  # three lookups, two fills
     assert first == await client.query_many_with_cache(Q, params, NAMES)
-    assert 2 == client.stats.misses
-    assert 2 == client.stats.hits
+    assert 3 == client.stats.misses
+    assert 3 == client.stats.hits
+
+
+async def test_each_item_counts_as_a_lookup_as_in_gather(client: MRCClient) -> None:
+    """4 items over 2 keys count 4 hits, as a gather of the same 4 calls does."""
+    params = [[n, n] for n in (1, 2, 1, 2)]
+    await client.query_many_with_cache(Q, params, NAMES)
+    hits = client.stats.hits
+    await asyncio.gather(*(client.query_with_cache(Q, p, NAMES) for p in params))
+    by_gather = client.stats.hits - hits
+    await client.query_many_with_cache(Q, params, NAMES)
+    assert (4, 4) == (by_gather, client.stats.hits - hits - by_gather)
 
 
 async def test_ambiguous_items_bypass_like_query_with_cache(client: MRCClient) -> None:

@@ -23,6 +23,7 @@ from mysql_redis_cache._cli import (
     main,
 )
 
+from ._redis_server import redis_server
 from .conftest import REDIS_URL, stored_keys
 
 MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
@@ -248,7 +249,9 @@ def test_closed_pipe_exits_1_quietly(argv: list[str]) -> None:
 
 def test_version() -> None:
     """mrc --version prints the package version."""
-    assert "mrc 1.0.0\n" == cli("--version").stdout
+    from importlib.metadata import version
+
+    assert f"mrc {version('actvalue.mysql-redis-cache')}\n" == cli("--version").stdout
 
 
 def test_unreachable_service_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -304,3 +307,79 @@ def test_module_entry_point(redis_sync: redis.Redis) -> None:
         check=False,
     )
     assert (0, "deleted 0 cache entries\n") == (proc.returncode, proc.stdout)
+
+
+@pytest.mark.parametrize(
+    ("redis_args", "url", "code"),
+    [
+        ((), "redis://127.0.0.1:1/0", EXIT_UNAVAILABLE),  # nothing listens there
+        (("--requirepass", "right-pw"), "redis://:wrong-pw@127.0.0.1:{port}/0", EXIT_USAGE),
+    ],
+    ids=["unreachable", "wrong-password"],
+)
+def test_demo_removes_its_table_when_redis_fails(
+    redis_args: tuple[str, ...], url: str, code: int
+) -> None:
+    """The demo drops its table even when Redis fails; a refused password is a
+    configuration error (exit 2), not an outage."""
+    before = demo_tables()
+    with redis_server(*redis_args) as private:
+        assert code == run("--redis-url", url.format(port=private.port), "demo")[0]
+    assert before == demo_tables()
+
+
+def test_every_password_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    """Passwords in the URLs' user info or as a password= parameter appear nowhere in what
+    mrc prints, in the header or in the error."""
+    with redis_server("--requirepass", "pw-in-param") as private:
+        for redis_url, mysql_url in (
+            (f"redis://:pw-in-userinfo@127.0.0.1:{private.port}/0", MYSQL_URL),
+            (f"redis://127.0.0.1:{private.port}/0?password=pw-in-param", MYSQL_URL),
+            (REDIS_URL, "mysql://root:pw-for-mysql@127.0.0.1:3306/test"),
+        ):
+            out = io.StringIO()
+            main(["--redis-url", redis_url, "--mysql-url", mysql_url, "demo"], out)
+            printed = out.getvalue() + capsys.readouterr().err
+            assert "***" in printed
+            for secret in ("pw-in-userinfo", "pw-in-param", "pw-for-mysql"):
+                assert secret not in printed
+
+
+def test_bad_url_is_refused_before_anything_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    """`mrc --mysql-url nope demo` prints no header and creates nothing."""
+    out = io.StringIO()
+    assert EXIT_USAGE == main(["--mysql-url", "nope", "demo"], out)
+    assert "" == out.getvalue()
+    assert "mysql" in capsys.readouterr().err.lower()
+
+
+@pytest.mark.parametrize("pause", ["-1", "nan", "inf"])
+def test_negative_pause_is_refused(pause: str) -> None:
+    """--pause takes seconds, 0 or more: bad input exits 2 before anything runs."""
+    with pytest.raises(SystemExit) as exited:
+        run("demo", f"--pause={pause}")
+    assert EXIT_USAGE == exited.value.code
+
+
+def test_a_command_flag_before_the_command(redis_sync: redis.Redis) -> None:
+    """`mrc --dry-run invalidate X=1` works as `mrc invalidate X=1 --dry-run`."""
+    seed(redis_sync)
+    assert (0, "would delete 1 cache entry\n") == run("--dry-run", "invalidate", "StoreId=6")
+    assert (0, "would delete 3 cache entries\n") == run("--dry-run", "invalidate", "UserId=1")
+    assert 4 == len(stored_keys(redis_sync))
+
+
+def test_get_help_explains_query_and_params(capsys: pytest.CaptureFixture[str]) -> None:
+    """`mrc get --help` says what the query and -p are."""
+    with pytest.raises(SystemExit):
+        main(["get", "--help"])
+    text = capsys.readouterr().out
+    assert "? placeholders" in text
+    assert "Name=Value" in text
+    assert "repeat" in text
+
+
+def test_get_refuses_percent_placeholders(capsys: pytest.CaptureFixture[str]) -> None:
+    """A %s query never has an entry (Node hashes the ? query): refused, not '(not cached)'."""
+    assert EXIT_USAGE == run("get", "SELECT %s AS a", "-p", "A=1")[0]
+    assert "%s" in capsys.readouterr().err

@@ -144,3 +144,41 @@ def test_bad_redis_url() -> None:
     """A non-Redis URL raises ConfigError."""
     with pytest.raises(ConfigError):
         parse_redis_config("http://h")
+
+
+def test_options_name_the_same_options_everywhere() -> None:
+    """MRCClient's keywords, ClientOptions and Options name the same options, with the
+    same defaults: an option added to one and not the others fails here."""
+    import dataclasses
+    import inspect
+
+    from mysql_redis_cache import MRCClient, Options
+    from mysql_redis_cache._options import ClientOptions
+
+    keywords = {
+        name: param.default
+        for name, param in inspect.signature(MRCClient.__init__).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    fields = {f.name: f.default for f in dataclasses.fields(Options)}
+    assert keywords == fields
+    assert set(keywords) == set(ClientOptions.__annotations__)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"fail_open": "false"},  # read from an environment variable, it would fail open
+        {"normalize_numbers": 0},
+        {"scripts": "yes"},
+        {"trace_keys": 1},
+        {"refresh_ahead": "yes"},
+    ],
+    ids=lambda option: next(iter(option)),
+)
+def test_boolean_options_must_be_bools(option: dict[str, Any]) -> None:
+    """A boolean option given as a str or an int is refused, naming the option."""
+    from mysql_redis_cache import MRCClient
+
+    with pytest.raises(ConfigError, match=next(iter(option))):
+        MRCClient(None, None, **option)

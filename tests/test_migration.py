@@ -31,16 +31,16 @@ FORMAT_PAIRS = {
 }
 
 
-def test_version_is_1_0() -> None:
-    """The package and the CLI report 1.0.0."""
-    assert "1.0.0" == mysql_redis_cache.__version__
+def test_version_is_1_x() -> None:
+    """The package and the CLI report the same 1.x version (never 0.x: the keys changed)."""
+    assert "1" == mysql_redis_cache.__version__.split(".")[0]
     out = subprocess.run(
         [sys.executable, "-m", "mysql_redis_cache", "--version"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "mrc 1.0.0\n" == out.stdout
+    assert f"mrc {mysql_redis_cache.__version__}\n" == out.stdout
 
 
 @pytest.mark.parametrize(
@@ -170,6 +170,13 @@ def test_removed_attributes_say_what_replaced_them(name: str) -> None:
         getattr(client, name)
     with pytest.raises(AttributeError, match=r"removed in 1\.0"):
         setattr(client, name, object())
+
+
+def test_dir_offers_no_removed_attribute() -> None:
+    """dir() and so tab completion do not offer the 0.x attributes."""
+    client = MRCClient(MYSQL_CONFIG, REDIS_URL)
+    removed = {"mysql_pool", "redis_client", "mysql_config", "redis_config", "_connect_mysql"}
+    assert set() == removed & set(dir(client))
 
 
 NAME_LISTS = {

@@ -16,7 +16,7 @@ import redis
 from mysql_redis_cache import ConfigError, MRCClient, MRCServer
 
 from ._redis_server import RedisProcess, redis_server
-from .conftest import MYSQL_CONFIG
+from .conftest import MYSQL_CONFIG, REDIS_URL
 
 Q = "SELECT ? AS id, ? AS label"
 NAMES = ["Id", "Label"]
@@ -254,3 +254,43 @@ async def test_invalidations_are_counted(
 def test_a_bad_name_is_refused() -> None:
     with pytest.raises(ConfigError, match="name"):
         MRCClient(name="")
+
+
+@pytest.mark.otel
+async def test_durations_are_bucketed_in_seconds(
+    redis_sync: object, sdk: tuple[Any, Any, Any, Any]
+) -> None:
+    """A fill of about 7 ms lands in a bucket under 10 ms, read back through the SDK (the
+    SDK's default buckets, sized for milliseconds, put it under 5 s)."""
+    meters, reader, _, _ = sdk
+
+    async def seven_ms() -> list[int]:
+        await asyncio.sleep(0.007)
+        return [1]
+
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, meter_provider=meters) as client:
+        await client.with_cache(seven_ms, "q", [7], ["Id"])  # the one fill
+        await client.query_to_promise("SELECT 1 AS one")  # a statement, no fill
+    found = points(reader)
+    [fill] = found["mrc.cache.fill.duration"]
+    [db] = found["db.client.operation.duration"]
+    for point in (fill, db):  # the SDK's default would be (0, 5, 10, 25, ...)
+        assert [0.005, 0.01] == list(point.explicit_bounds[:2])
+        assert 10 == point.explicit_bounds[-1]
+    assert 1 == fill.count
+    # bucket 1 is (0.005, 0.01]: a 7 ms fill (plus its Redis steps) lands there
+    assert (0, 1) == (fill.bucket_counts[0], fill.bucket_counts[1])
+
+
+@pytest.mark.otel
+async def test_every_instrument_names_its_server(
+    redis_sync: object, sdk: tuple[Any, Any, Any, Any]
+) -> None:
+    """The refresh counters carry server.address and server.port like the others."""
+    meters, reader, _, _ = sdk
+    async with MRCClient(MYSQL_CONFIG, REDIS_URL, meter_provider=meters) as client:
+        await client.query_with_cache("SELECT 1 AS one")
+    found = points(reader)
+    for name in ("mrc.cache.refreshes", "mrc.cache.refresh.errors", "mrc.cache.lookups"):
+        for point in found[name]:
+            assert {"server.address", "server.port"} <= set(point.attributes), name

@@ -8,6 +8,7 @@ from importlib import metadata as _metadata
 
 from ._client import MRCClient
 from ._errors import (
+    CacheAuthError,
     CacheError,
     CacheUnavailableError,
     ClientClosedError,
@@ -28,6 +29,7 @@ from ._stats import CacheStats
 __version__ = _metadata.version("actvalue.mysql-redis-cache")
 
 __all__ = [
+    "CacheAuthError",
     "CacheError",
     "CacheStats",
     "CacheUnavailableError",

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -31,6 +32,7 @@ from ._errors import (
     MRCError,
     QueryError,
 )
+from ._node.paramstyle import refuse_percent_placeholders
 from ._node.sql import format_query
 from ._redis.config import check_redis_url, parse_redis_config
 from ._redis.invalidate import param_part
@@ -200,11 +202,19 @@ def _entries(count: int) -> str:
 
 
 def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """`url` with its password, in the user info or as a `password=` parameter, masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL we can take apart: show none of it
+        return "(an unreadable URL)"
+    if password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{password}@", ":***@", 1))
+    query = _PASSWORD_PARAMETER.sub(r"\1***", parts.query)
+    return parts._replace(query=query).geturl()
+
+
+_PASSWORD_PARAMETER = re.compile(r"((?:^|&)(?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
 
 
 def _redis_config(args: argparse.Namespace) -> Any:
@@ -218,6 +228,16 @@ def _positive(text: str) -> int:
         value = 0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds, 0 or more, got {text!r}")
     return value
 
 
@@ -236,6 +256,8 @@ def _ttl_bucket(ttl: int) -> str:
 
 async def _get(args: argparse.Namespace, out: _Output) -> None:
     names, values = _pairs(args.param)
+    if values:  # a %s query never has an entry: Node hashes the ? query
+        refuse_percent_placeholders(args.query)
     if not values and format_query(args.query, [None]) != args.query:
         raise UsageError("the query has ? placeholders: give each value with -p Name=Value")
     async with MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client:
@@ -257,7 +279,11 @@ async def _demo(args: argparse.Namespace, out: _Output) -> None:
     run_id = secrets.token_hex(4)
     table = f"mrc_demo_{run_id}"
     query = f"SELECT id, name, price FROM {table} WHERE demo_run = ? ORDER BY id"
-    out.write(f"MySQL: {_without_password(args.mysql_url)}  Redis: {args.redis_url}\n")
+    # made first, so that a bad URL is refused before anything is printed or created
+    client = MRCClient(args.mysql_url, _redis_config(args), fail_open=False)
+    server = MRCServer(_redis_config(args))
+    mysql, redis_url = _without_password(args.mysql_url), _without_password(args.redis_url)
+    out.write(f"MySQL: {mysql}  Redis: {redis_url}\n")
     out.write(
         f"this run creates table {table} and cache entries named {DEMO_NAME}={run_id}, "
         "and removes exactly those (also when interrupted)\n"
@@ -267,10 +293,7 @@ async def _demo(args: argparse.Namespace, out: _Output) -> None:
     loop = asyncio.get_running_loop()
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    async with (
-        MRCClient(args.mysql_url, _redis_config(args), fail_open=False) as client,
-        MRCServer(_redis_config(args)) as server,
-    ):
+    async with client, server:
         try:
             # plain DDL that MySQL 8 and MariaDB both take; the name is this run's own
             await client.query_to_promise(
@@ -289,9 +312,11 @@ async def _demo(args: argparse.Namespace, out: _Output) -> None:
             await _demo_call(client, out, "3rd call", query, run_id, args.pause)
             out.write(f"key: {client.get_key_from_query(query, [run_id], [DEMO_NAME])}\n")
         finally:
-            await server.drop_outdated_cache([DEMO_NAME], [run_id])
-            await client.query_to_promise(f"DROP TABLE IF EXISTS {table}")
-            loop.remove_signal_handler(signal.SIGTERM)
+            try:  # the table goes even when Redis failed: its entries expire on their own
+                await server.drop_outdated_cache([DEMO_NAME], [run_id])
+            finally:
+                await client.query_to_promise(f"DROP TABLE IF EXISTS {table}")
+                loop.remove_signal_handler(signal.SIGTERM)
     out.write(f"cleaned up: table {table} and its cache entry removed\n")
 
 
@@ -381,11 +406,22 @@ def _parser() -> argparse.ArgumentParser:
     stats = command("stats", "summarize a sample of the cache")
     stats.add_argument("--sample", type=_positive, default=10_000, help="keys to sample")
     get = command("get", "show the key and cached value of a query")
-    get.add_argument("query")
-    get.add_argument("-p", "--param", action="append", default=[], metavar="Name=Value")
+    get.add_argument("query", help="the query as the services send it, with ? placeholders")
+    get.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="Name=Value",
+        help="a param's name and value, in the order of the placeholders (repeat for each)",
+    )
     demo = command("demo", "see the cache work on a table and entries of its own, then remove them")
     demo.add_argument(
-        "--pause", type=float, default=0.0, metavar="SECONDS", help="wait between the calls"
+        "--pause",
+        type=_not_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait between the calls",
     )
     return parser
 
@@ -401,7 +437,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False  # the command reports failures
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args = parser.parse_args(_flags_after_command(parser, argv))
         handler.setLevel(logging.INFO if args.verbose else logging.CRITICAL + 1)
         asyncio.run(_COMMANDS[args.command](args, stream))
         stream.flush()
@@ -423,6 +460,34 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         logger.removeHandler(handler)
         logger.propagate = propagate
     return 0
+
+
+def _flags_after_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> list[str]:
+    """`argv` with a command's own flags given before the command moved after it
+    (`mrc --dry-run invalidate X=1`), so flags are taken anywhere."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    at = next((i for i, arg in enumerate(argv) if arg in commands), None)
+    if at is None:
+        return argv
+    own = {
+        option: action.nargs != 0
+        for action in commands[argv[at]]._actions
+        for option in action.option_strings
+        if option not in parser._option_string_actions
+    }
+    before, moved, index = [], [], 0
+    while index < at:
+        arg = argv[index]
+        name = arg.split("=", 1)[0]
+        if name in own:
+            takes_value = own[name] and "=" not in arg and index + 1 < at
+            moved += argv[index : index + 1 + takes_value]
+            index += 1 + takes_value
+        else:
+            before.append(arg)
+            index += 1
+    return [*before, argv[at], *moved, *argv[at + 1 :]]
 
 
 class _LineHandler(logging.Handler):

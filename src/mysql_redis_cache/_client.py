@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -47,6 +48,19 @@ _REMOVED_IN_1_0 = {
 }
 
 
+def _removed(name: str) -> property:
+    """A property that says what replaced a 0.x attribute, on read and on assignment
+    (a property, not __getattr__: that would slow every attribute read of the client)."""
+
+    def fail(*_: object) -> Any:
+        raise AttributeError(
+            f"MRCClient.{name} was removed in 1.0: {_REMOVED_IN_1_0[name]} "
+            "(see docs/migrating-from-0.x.md)"
+        )
+
+    return property(fail, fail)
+
+
 class MRCClient:
     """Cache MySQL query results (or any async function's) in Redis, shared with Node.
 
@@ -58,11 +72,12 @@ class MRCClient:
             `sentinel={...}` for Sentinel), a node-redis style `{"url": ...}` dict, a
             `redis://` / `rediss://` URL, or a `redis.asyncio.Redis` / `RedisCluster` you
             own (used as is, never closed). None means localhost:6379.
-        normalize_numbers, fail_open, redis_timeout, breaker_cooldown, lock_timeout,
-            mysql_driver, local_cache, local_cache_ttl, paramstyle, max_entry_bytes,
-            max_fills, scripts, local_cache_heartbeat, refresh_ahead, name,
-            meter_provider, tracer_provider, trace_keys: the options, each described in
-            `mysql_redis_cache.Options`.
+
+    The keyword options (`normalize_numbers`, `fail_open`, `redis_timeout`,
+    `breaker_cooldown`, `lock_timeout`, `mysql_driver`, `local_cache`, `local_cache_ttl`,
+    `paramstyle`, `max_entry_bytes`, `max_fills`, `scripts`, `local_cache_heartbeat`,
+    `refresh_ahead`, `name`, `meter_provider`, `tracer_provider`, `trace_keys`) are each
+    described in `mysql_redis_cache.Options`.
 
     Connections open on first use, one set per running event loop; `async with` (or
     `close()`) closes them. Safe from any number of threads and event loops at once.
@@ -107,6 +122,8 @@ class MRCClient:
             trace_keys=trace_keys,
         )  # fmt: skip
         self._options = options
+        # _text(query, params, runs_sql): the checked query text (a partial: no frame)
+        self._text = functools.partial(query_text, paramstyle=paramstyle)
         beta = options.beta
         self._refresh = None if beta is None else RefreshAhead(beta)
         self._sql_side = Statements(mysql_config, mysql_driver, normalize_numbers)
@@ -132,21 +149,19 @@ class MRCClient:
         self._max_fills = max_fills or FILLS_PER_CONNECTION * self._sql_side.pool_size()
         self._lookups = LoopBound(self._make_lookups, _nothing_to_close)
 
-    def __getattr__(self, name: str) -> Any:
-        """Reading one of the 0.x port's attributes says what replaced it (they are not
-        class attributes, so `dir()` and tab completion do not offer them)."""
-        if name in _REMOVED_IN_1_0:
-            raise AttributeError(
-                f"MRCClient.{name} was removed in 1.0: {_REMOVED_IN_1_0[name]} "
-                "(see docs/migrating-from-0.x.md)"
-            )
-        raise AttributeError(f"'MRCClient' object has no attribute {name!r}")
+    # the 0.x port's attributes: reading or assigning one says what replaced it
+    mysql_pool = _removed("mysql_pool")
+    redis_client = _removed("redis_client")
+    mysql_config = _removed("mysql_config")
+    redis_config = _removed("redis_config")
+    _connect_mysql = _removed("_connect_mysql")
+    _connect_redis = _removed("_connect_redis")
+    _normalize_row = _removed("_normalize_row")
+    _parse_connection_string = _removed("_parse_connection_string")
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Assigning one of the 0.x port's attributes says what replaced it."""
-        if name in _REMOVED_IN_1_0:
-            self.__getattr__(name)  # raises, saying what replaced it
-        object.__setattr__(self, name, value)
+    def __dir__(self) -> list[str]:
+        """The attributes, less the 0.x port's (not offered to tab completion)."""
+        return [name for name in super().__dir__() if name not in _REMOVED_IN_1_0]
 
     def _make_lookups(self) -> Lookups:
         """An event loop's share of the client: fills, decodes and a guard of its own."""
@@ -159,9 +174,6 @@ class MRCClient:
         )  # fmt: skip
         local = options.local_cache is not None
         return Lookups(self._redis, guard, flights, self.stats, local, self._refresh)
-
-    def _text(self, query: str, params: object, runs_sql: bool) -> str:
-        return query_text(query, params, self._options.paramstyle, runs_sql)
 
     def get_mysql_pool(self) -> Any:
         """The MySQL connection pool, for queries outside the cache.
@@ -255,9 +267,11 @@ class MRCClient:
             EncodeError: `fn()`'s result has no JSON form (nothing is cached).
             CacheError: Redis failed, with `fail_open=False`.
             ClientClosedError: `close()` cut the call short.
-            Whatever `fn()` raises, unchanged.
+            Exception: whatever `fn()` raises, unchanged.
         """
         if not callable(fn):
+            if inspect.iscoroutine(fn):  # never awaited: say so, without Python's warning
+                fn.close()
             raise InvalidArgumentError(f"fn must be an async function, got {type(fn).__name__}")
         text = self._text(query, params, False)
         telemetry = self._telemetry
@@ -403,7 +417,7 @@ class MRCClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         await self.close()
 
     async def close(self, *, grace: float = DEFAULT_CLOSE_GRACE) -> None:
@@ -418,6 +432,7 @@ class MRCClient:
         """
         sql_side = self._sql_side
         sql_side.closing = True
+        sql_side.closes += 1
         try:
             sql_side.deadline = time.monotonic() + grace
             loops = {*self._lookups.loops(), *sql_side.pool.loops(), *self._redis.loops()}

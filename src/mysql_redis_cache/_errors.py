@@ -7,6 +7,8 @@ MRCError
 ├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
 ├── QueryError                               MySQL failed; the driver error is the cause
 ├── CacheError                               Redis failed; the driver error is the cause
+│   └── CacheUnavailableError                Redis cannot be reached, or the breaker is open
+│       └── CacheAuthError  (also ConfigError) Redis refused the credentials
 ├── ClientClosedError                        the call was cut short by close()
 └── EventLoopError         (also RuntimeError) a sync client called inside an event loop
 """
@@ -44,6 +46,11 @@ class CacheError(MRCError):
 
 class CacheUnavailableError(CacheError):
     """Redis cannot be reached (refused, timed out), or the circuit breaker is open."""
+
+
+class CacheAuthError(CacheUnavailableError, ConfigError):
+    """Redis refused the client's credentials (a wrong or missing password or ACL user):
+    a configuration error, not an outage; failing open, logged at ERROR."""
 
 
 class ClientClosedError(MRCError):

@@ -50,10 +50,14 @@ async def read_or_fill_many(
         else:
             results[index] = value
     if repeats:
+        stats = lookups.stats
         read = dict(zip(first.values(), zip(values, raws, strict=True), strict=True))
         for index, at in repeats:
             value, raw = read[at]
-            if value is not MISSING:  # a copy each: callers must not share one result
+            if value is MISSING:  # each repeat is a lookup of its own, as in gather
+                stats.misses += 1
+            else:  # a copy each: callers must not share one result
+                stats.hits += 1
                 key = items[at][1]
                 results[index] = (
                     copy.deepcopy(value) if raw is None else lookups.decodes.value(key, raw)

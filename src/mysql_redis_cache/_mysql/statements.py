@@ -17,6 +17,9 @@ from .driver import pick_driver
 from .pool import Pool, driver_of_pool
 
 DEFAULT_CLOSE_GRACE = 5.0  # seconds close() lets queries in flight finish
+# Errors of the connect and its handshake, before any statement ran: unknown host, refused,
+# access denied, unknown database, host not allowed, too many connections.
+_CONNECT_REFUSALS = frozenset({1040, 1044, 1045, 1049, 1130, 2002, 2003, 2005})
 
 # times a statement (OpenTelemetry's db.client.operation.duration), when metrics are on
 type Timer = Callable[[str], contextlib.AbstractContextManager[None]]
@@ -46,6 +49,7 @@ class Statements:
         )
         self.timer: Timer | None = None
         self.closing = False  # close() runs: new statements are turned away
+        self.closes = 0  # close() calls begun: a statement that saw one is cut short by it
         self.deadline: float | None = None  # when close()'s grace ends
         self._max_packet: int | None = None  # the server's max_allowed_packet, once read
 
@@ -102,6 +106,7 @@ class Statements:
         """
         if self.closing:
             raise ClientClosedError("the client is closing")
+        closes = self.closes
         pool = self.pool.get()
         try:
             if isinstance(pool, Pool) and self._max_packet is not None:
@@ -116,6 +121,11 @@ class Statements:
                 async with pool.acquire() as conn:
                     results = await self._execute(pool, conn, sql, False)
         except self.driver.errors as exc:
+            if self.closes != closes:  # close() cut it short (killed it): not MySQL failing
+                raise ClientClosedError("the client was closed while this call ran") from exc
+            code = exc.args[0] if exc.args else None
+            if code in _CONNECT_REFUSALS:
+                raise QueryError(f"MySQL refused the connection: {exc}") from exc
             raise QueryError(f"MySQL query failed: {exc}") from exc
         return shape(results, self.cast)
 

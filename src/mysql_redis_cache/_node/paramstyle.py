@@ -106,7 +106,7 @@ def _unescape_quoted(text: str) -> str:
     return "".join(out)
 
 
-def query_text(query: str, params: object, paramstyle: str, runs_sql: bool) -> str:
+def query_text(query: str, params: object, runs_sql: bool, paramstyle: str = "qmark") -> str:
     """The query text to format and hash, after checking it, the params and the
     paramstyle (`runs_sql`: the text will be sent to MySQL with the params)."""
     if type(query) is not str:

@@ -7,7 +7,7 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 
-from .._errors import CacheError, CacheUnavailableError
+from .._errors import CacheError, CacheUnavailableError, ConfigError
 from .._stats import CacheStats
 from .states import Occasional, Probing, WriteGate, refusal_of
 
@@ -39,6 +39,14 @@ class Breaker(Probing):
         self._hold()
         if not self._outage:
             self._outage = True
+            if isinstance(exc, ConfigError):  # refused credentials: only a change fixes it
+                logger.error(
+                    "%s: %s until Redis accepts them, trying again every %.2g s",
+                    exc,
+                    self._meanwhile,
+                    self.cooldown,
+                )
+                return
             logger.warning(
                 "Redis unavailable (%s): %s, probing every %.2g s",
                 exc,

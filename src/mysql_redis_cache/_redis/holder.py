@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from .._errors import CacheError, CacheUnavailableError, ConfigError, MRCError
+from .._errors import CacheAuthError, CacheError, CacheUnavailableError, ConfigError, MRCError
 from .._node.jsvalue import utf8
 from .._stats import CacheStats
 from .._support.loopbound import Borrowed, LoopBound
@@ -54,7 +54,12 @@ def translate(exc: BaseException, action: str = "GET") -> BaseException:
     error: CacheError
     if isinstance(exc, MRCError | asyncio.CancelledError):
         return exc
-    if isinstance(exc, _POOL_FULL):  # the client's limit, not Redis failing: no breaker
+    if _refused_credentials(exc):
+        error = CacheAuthError(
+            f"Redis refused the client's credentials ({exc}): check the password and the "
+            "ACL user in redis_config"
+        )
+    elif isinstance(exc, _POOL_FULL):  # the client's limit, not Redis failing: no breaker
         error = CacheError(f"Redis {action} failed: {exc} (the client's pool is full)")
     elif isinstance(exc, redis.exceptions.InvalidResponse):
         error = CacheUnavailableError(
@@ -69,6 +74,21 @@ def translate(exc: BaseException, action: str = "GET") -> BaseException:
         error = CacheUnavailableError(f"Redis {action} failed in redis-py: {exc!r}")
     error.__cause__ = exc
     return error
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    """Whether Redis refused to authenticate the client (a wrong or missing password)."""
+    if isinstance(
+        exc,
+        redis.exceptions.AuthenticationError
+        | redis.exceptions.AuthenticationWrongNumberOfArgsError
+        | redis.exceptions.AuthorizationError,
+    ):
+        return True
+    # HELLO without the password a requirepass server wants comes back as a plain error
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        ("NOAUTH", "WRONGPASS")
+    )
 
 
 class redis_errors:  # lower case: used as `with redis_errors("GET"):`, like a function

@@ -27,8 +27,11 @@ def tokens_for(names: Sequence[str], values: Sequence[object]) -> list[bytes]:
             "key_names is empty: refusing, as Node would then delete every key in the database"
         )
     if len(names) != len(values):
+        hint = ""
+        if len(names) == 1 and isinstance(names[0], str):
+            hint = f" (for several values of one name, repeat it: [{names[0]!r}] * {len(values)})"
         raise InvalidArgumentError(
-            f"{len(names)} key names but {len(values)} key values: they must pair up"
+            f"{len(names)} key names but {len(values)} key values: they must pair up{hint}"
         )
     tokens = []
     for name in names:

@@ -43,6 +43,12 @@ def address(host: object, port: object) -> dict[str, Any]:
     return attributes
 
 
+# Histogram buckets in seconds, as the database semantic conventions recommend for
+# db.client.operation.duration (the SDK's default buckets are sized for milliseconds:
+# every fill would land in the first one).
+SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+
 class Telemetry:
     """A client's or server's instruments and tracer.
 
@@ -78,12 +84,16 @@ class Telemetry:
             "mrc.cache.fills", unit="{fill}", description="Fills by outcome."
         )
         self._fill_duration = self._meter.create_histogram(
-            "mrc.cache.fill.duration", unit="s", description="Duration of a cache fill."
+            "mrc.cache.fill.duration",
+            unit="s",
+            description="Duration of a cache fill.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._db_duration = self._meter.create_histogram(
             "db.client.operation.duration",
             unit="s",
             description="Duration of database client operations.",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._invalidated = self._meter.create_counter(
             "mrc.cache.invalidated", unit="{entry}", description="Entries invalidated."
@@ -92,7 +102,7 @@ class Telemetry:
     def observe(self, stats: CacheStats, breaker_open: Callable[[], bool]) -> None:
         """Report a client's counters and breaker from `stats` and `breaker_open` when a
         reader collects (nothing is done per call)."""
-        common, redis = self._common, self._redis
+        redis = self._redis
 
         def lookups(options: CallbackOptions) -> Iterable[Observation]:
             totals = stats.totals()
@@ -108,7 +118,7 @@ class Telemetry:
                 yield Observation(value, {**redis, "mrc.cache.result": result})
 
         def refreshes(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-            return lambda options: [Observation(stats.totals()[name], common)]
+            return lambda options: [Observation(stats.totals()[name], redis)]
 
         def breaker(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(1 if breaker_open() else 0, redis)]
