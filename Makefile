@@ -3,15 +3,16 @@ export UV_PYTHON_DOWNLOADS := never
 # uv on PATH, else the one installed into the pyenv Python that .python-version selects.
 UV ?= $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "python3 -m uv")
 
-.PHONY: help install services demo test test-interop fuzz lint format typecheck check build release-check bench bench-threads bench-invalidation clean
+.PHONY: help install services demo test test-interop fuzz lint format typecheck check build release-check bench bench-threads bench-invalidation clean workflows docs api-check dist-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 install: .venv/.installed interop/node_modules/.installed  ## .venv with the dev tools, and the npm packages the interop tests drive
 
-# Everything: the extras and the OpenTelemetry SDK the telemetry tests read metrics with.
-ALL := --all-extras --group otel-sdk
+# Everything: the extras, the OpenTelemetry SDK the telemetry tests read metrics with,
+# and the documentation site's tools.
+ALL := --all-extras --group otel-sdk --group docs
 
 .venv/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -54,7 +55,24 @@ format:  ## apply ruff's formatting and safe fixes
 typecheck:  ## mypy --strict over src and tests
 	$(UV) run $(ALL) mypy
 
-check: lint typecheck  ## lint + types
+check: lint typecheck workflows docs api-check  ## lint, types, the workflows, the docs site, API compatibility
+
+workflows:  ## actionlint and zizmor over .github/workflows
+	$(UV) run $(ALL) actionlint
+	$(UV) run $(ALL) zizmor --offline .github/workflows
+
+docs:  ## the documentation site into site/, --strict (broken links and references fail)
+	NO_MKDOCS_2_WARNING=1 $(UV) run $(ALL) mkdocs build --strict
+	$(UV) run $(ALL) python scripts/check_reference.py
+
+api-check:  ## the public API against the 1.0.0 release: breaking changes fail unless recorded
+	$(UV) run $(ALL) python scripts/api_check.py
+
+dist-check:  ## build the sdist and wheel, then twine check --strict and check-wheel-contents
+	rm -rf dist
+	$(UV) build
+	$(UV) run $(ALL) twine check --strict dist/*
+	$(UV) run $(ALL) check-wheel-contents dist/*.whl
 
 build:  ## wheel and sdist into dist/
 	$(UV) build
@@ -73,5 +91,5 @@ bench-threads:  ## cached hits from threads: the sync client vs redis-py's block
 	$(UV) run $(ALL) python -m benchmarks.threads
 
 clean:  ## remove build output, caches, .venv and node_modules
-	rm -rf dist build .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf dist build site .venv interop/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

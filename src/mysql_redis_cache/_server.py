@@ -42,9 +42,11 @@ class MRCServer:
 
     Args:
         redis_config: as for MRCClient.
-        name, meter_provider, tracer_provider: as for MRCClient (OpenTelemetry, with the
-            `otel` extra): `mrc.cache.invalidated` counts the entries deleted, and each
-            invalidation gets a span while tracing.
+        name: as for MRCClient (OpenTelemetry, with the `otel` extra):
+            `mrc.cache.invalidated` counts the entries deleted, and each invalidation gets
+            a span while tracing.
+        meter_provider: as for MRCClient.
+        tracer_provider: as for MRCClient.
     """
 
     def __init__(

@@ -114,7 +114,8 @@ class MRCClient:
         Raises:
             InvalidArgumentError: `fn` is not callable, or is an async function (use the
                 async client for those).
-            as the async `MRCClient.with_cache`.
+            MRCError: as the async `MRCClient.with_cache`.
+            Exception: whatever `fn()` raises, unchanged.
         """
         if not callable(fn):
             raise InvalidArgumentError(f"fn must be a function, got {type(fn).__name__}")
@@ -192,7 +193,10 @@ class MRCServer:
     """The blocking `mysql_redis_cache.MRCServer`, safe from any number of threads.
 
     Args:
-        redis_config, name, meter_provider, tracer_provider: as for the async class.
+        redis_config: as for the async class.
+        name: as for the async class.
+        meter_provider: as for the async class.
+        tracer_provider: as for the async class.
 
     Raises:
         ConfigError: a bad Redis config, naming the bad part.
