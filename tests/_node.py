@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from mysql_redis_cache._node.jsvalue import instant_ms
+from mysql_redis_cache._node.jsvalue import instant_ms, int_text
 
 INTEROP_DIR = Path(__file__).resolve().parent.parent / "interop"
 HARNESS = INTEROP_DIR / "harness.js"
@@ -26,7 +26,7 @@ def tag(value: object) -> object:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
-        return value if abs(value) <= 2**53 else {"$": "bigint", "v": str(value)}
+        return value if abs(value) <= 2**53 else {"$": "bigint", "v": int_text(value)}
     if isinstance(value, float):
         if math.isnan(value):
             return {"$": "num", "v": "NaN"}

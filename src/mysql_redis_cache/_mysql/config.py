@@ -99,7 +99,10 @@ _AIOMYSQL_KEYWORDS = frozenset(inspect.signature(aiomysql.Connection.__init__).p
 
 def parse_mysql_url(url: str) -> dict[str, Any]:
     """`mysql://user:pass@host:port/db?connectionLimit=5` → config dict (percent-decoded)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 address], say
+        raise ConfigError(f"MySQL URL cannot be read: {exc}") from exc
     if parts.scheme not in ("mysql", "mariadb"):
         raise ConfigError(f"MySQL URL must start with mysql:// or mariadb://, got {url!r}")
     if not parts.hostname and "unix_socket" not in parts.query:

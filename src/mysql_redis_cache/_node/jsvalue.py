@@ -76,6 +76,33 @@ def js_number_value(value: float) -> int | float:
     return value
 
 
+def too_deep(exc: RecursionError) -> InvalidParamError:
+    """What a param nested past Python's recursion limit raises (from `exc`)."""
+    error = InvalidParamError("a param is nested too deeply to format or key")
+    error.__cause__ = exc
+    return error
+
+
+_CHUNK_DIGITS = 4000  # under CPython's limit on int-to-str conversion (4300 digits)
+
+
+def int_text(value: int) -> str:
+    """The decimal digits of `value`, as JavaScript's String() of a BigInt writes them,
+    however many (str() refuses past 4300 digits, a guard against slow conversions)."""
+    try:
+        return int.__repr__(value)  # an int subclass's own __str__ is no concern of JS
+    except ValueError:
+        pass
+    sign, rest = ("-", -value) if value < 0 else ("", value)
+    chunks = []
+    base = 10**_CHUNK_DIGITS
+    while rest:
+        rest, chunk = divmod(rest, base)
+        chunks.append(chunk)
+    head, *tail = reversed(chunks)
+    return sign + str(head) + "".join(str(chunk).zfill(_CHUNK_DIGITS) for chunk in tail)
+
+
 def js_string(value: object) -> str:
     """Convert a query parameter as JavaScript's String(value) does for the Node key."""
     if value is None:
@@ -85,9 +112,9 @@ def js_string(value: object) -> str:
     if value is False:
         return "false"
     if isinstance(value, str):
-        return value
+        return value if type(value) is str else str.__str__(value)  # never its own __str__
     if isinstance(value, int):
-        return str(value)
+        return int_text(value)
     if isinstance(value, float):
         return js_number(value)
     if isinstance(value, bytes | bytearray | memoryview):
@@ -345,7 +372,7 @@ def js_object(pairs: dict[str, Any]) -> dict[str, Any]:
     """`pairs` in a JS object's property order: array-index keys ('0', '1', ... below
     2**32 - 1) first, ascending, then the others as inserted."""
     indexes = [k for k in pairs if k[:1].isdigit() and _ARRAY_INDEX.fullmatch(k)]
-    indexes = [k for k in indexes if int(k) < 2**32 - 1]
+    indexes = [k for k in indexes if len(k) <= 10 and int(k) < 2**32 - 1]
     if not indexes:
         return pairs
     ordered = {k: pairs[k] for k in sorted(indexes, key=int)}

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from .._errors import InvalidArgumentError, InvalidParamError
-from .jsvalue import js_string, utf8
+from .jsvalue import int_text, js_string, too_deep, utf8
 
 
 @functools.lru_cache(maxsize=4096)
@@ -81,25 +81,28 @@ def build_checked_key(
     holds, and a value containing `_Other=` can shift where the next param seems to start.
     Names past the params read as `undefined`, as in Node.
     """
-    if (type(names) is not list and type(names) is not tuple) or (names and not params):
-        _check_name_list(names)  # before `seen`, where "A" would pass as ("A",)
-    if not params:
-        return query_hash(query), True
-    for value in params:
-        kind = type(value)
-        if kind is not str and kind is not int:
-            return _build(query, params, names)
-    seen = (query, tuple(params), tuple(names))
     try:
-        built = _BUILT.get(seen)
-    except TypeError:  # an unhashable name, refused there
-        return _build(query, params, names)
-    if built is None:
-        built = _build(query, params, names)
-        if len(_BUILT) >= _BUILT_MAX:
-            _BUILT.clear()
-        _BUILT[seen] = built
-    return built
+        if (type(names) is not list and type(names) is not tuple) or (names and not params):
+            _check_name_list(names)  # before `seen`, where "A" would pass as ("A",)
+        if not params:
+            return query_hash(query), True
+        for value in params:
+            kind = type(value)
+            if kind is not str and kind is not int:
+                return _build(query, params, names)
+        seen = (query, tuple(params), tuple(names))
+        try:
+            built = _BUILT.get(seen)
+        except TypeError:  # an unhashable name, refused there
+            return _build(query, params, names)
+        if built is None:
+            built = _build(query, params, names)
+            if len(_BUILT) >= _BUILT_MAX:
+                _BUILT.clear()
+            _BUILT[seen] = built
+        return built
+    except RecursionError as exc:
+        raise too_deep(exc) from exc
 
 
 def build_checked_keys(
@@ -115,35 +118,42 @@ def build_checked_keys(
     may not treat them differently: the batch's query checks and rewrites them all alike),
     its hash taken once, and the names checked once. Other params go the single way.
     """
-    _check_name_list(names)
-    count = len(names)
-    plain = count > 0 and all(type(name) is str for name in names)
-    prefix = f"{names[0]}=" if count == 1 else ""
-    prefixes = [f"{name}=" for name in names]
-    text = hashed = ""
-    built = []
-    for params in params_list:
-        if plain and (type(params) is list or type(params) is tuple) and len(params) == count:
-            for value in params:
-                kind = type(value)
-                if kind is not int and (kind is not str or "_" in value):
-                    break
-            else:
-                if not hashed:
-                    text = text_of(params)
-                    hashed = query_hash(text)
-                if count == 1:
-                    key = f"{prefix}{params[0]}_{hashed}"
+    try:
+        _check_name_list(names)
+        count = len(names)
+        plain = count > 0 and all(type(name) is str for name in names)
+        prefix = f"{names[0]}=" if plain and count == 1 else ""
+        prefixes = [f"{name}=" for name in names] if plain else []
+        text = hashed = ""
+        built = []
+        for params in params_list:
+            if plain and (type(params) is list or type(params) is tuple) and len(params) == count:
+                for value in params:
+                    kind = type(value)
+                    if kind is not int and (kind is not str or "_" in value):
+                        break
                 else:
-                    key = (
-                        "".join([f"{p}{v}_" for p, v in zip(prefixes, params, strict=True)])
-                        + hashed
-                    )
-                built.append((text, key, len(key) <= MAX_KEY_CHARS))
-                continue
-        own = text_of(params)
-        built.append((own, *build_checked_key(own, params, names)))
-    return built
+                    if not hashed:
+                        text = text_of(params)
+                        hashed = query_hash(text)
+                    try:
+                        if count == 1:
+                            key = f"{prefix}{params[0]}_{hashed}"
+                        else:
+                            key = "".join(
+                                [f"{p}{v}_" for p, v in zip(prefixes, params, strict=True)]
+                            )
+                            key += hashed
+                    except ValueError:  # an int past 4300 digits: the single way writes it
+                        pass
+                    else:
+                        built.append((text, key, len(key) <= MAX_KEY_CHARS))
+                        continue
+            own = text_of(params)
+            built.append((own, *build_checked_key(own, params, names)))
+        return built
+    except RecursionError as exc:
+        raise too_deep(exc) from exc
 
 
 def _check_name_list(names: Sequence[str]) -> None:
@@ -184,7 +194,10 @@ def _build(query: str, params: Sequence[object], names: Sequence[str]) -> tuple[
         kind = type(value)
         # str and int first: they are nearly every param, and an int is never ambiguous
         if kind is int:
-            parts.append(f"{name}={value}_")
+            try:
+                parts.append(f"{name}={value}_")
+            except ValueError:  # past 4300 digits, str() refuses
+                parts.append(f"{name}={int_text(value)}_")  # type: ignore[arg-type]
             continue
         text = value if isinstance(value, str) and kind is str else js_string(value)
         parts.append(f"{name}={text}_")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from .._errors import InvalidArgumentError
+from .jsvalue import too_deep
 from .keys import check_params, refuse_non_finite
 from .sql import next_outside, refuse_too_few
 
@@ -116,12 +117,18 @@ def query_text(query: str, params: object, runs_sql: bool, paramstyle: str = "qm
             for value in params:  # most params are ints and strs: skip the walk
                 kind = type(value)
                 if kind is float or kind is list or kind is tuple:
-                    refuse_non_finite(params)
+                    try:
+                        refuse_non_finite(params)
+                    except RecursionError as exc:
+                        raise too_deep(exc) from exc
                     break
     elif params is not None:
-        check_params(params)
-        if runs_sql and params:
-            refuse_non_finite(cast(Sequence[object], params))
+        try:
+            check_params(params)
+            if runs_sql and params:
+                refuse_non_finite(cast(Sequence[object], params))
+        except RecursionError as exc:
+            raise too_deep(exc) from exc
     text = query
     if "%" in query and params is not None:
         if paramstyle == "format":

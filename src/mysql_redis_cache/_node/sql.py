@@ -16,12 +16,14 @@ from .._errors import InvalidParamError
 from .jsvalue import (
     civil_from_days,
     instant_ms,
+    int_text,
     js_number,
     js_object,
     js_string,
     local_offset,
     local_zone,
     to_instant,
+    too_deep,
     utc_ms,
 )
 
@@ -144,7 +146,7 @@ def _escape_value(value: object, timezone: str, stringify_objects: bool) -> str:
     if value is False:
         return "false"
     if isinstance(value, int):
-        return str(value)
+        return int_text(value)
     if isinstance(value, float):
         return js_number(value)
     if isinstance(value, str):
@@ -357,43 +359,46 @@ def format_query(
         InvalidParamError: a param of a type mysql2 has no counterpart for; with
             `strict`, fewer params than placeholders.
     """
-    if params is None:
-        return sql
-    result: list[str] = []
-    chunk_start = 0
-    index = 0
-    set_test: _SetAssignmentTest | None = None
-    placeholder = next_outside(sql, 0)
-    while index < len(params) and placeholder != -1:
-        end = placeholder + 1
-        while _char(sql, end) == "?":
-            end += 1
-        if end - placeholder > 2:
-            placeholder = next_outside(sql, end)  # '???' is no placeholder
-            continue
-        value = params[index]
-        if end - placeholder == 2:
-            escaped = escape_id(value)
-        elif isinstance(value, Mapping):
-            if set_test is None:
-                set_test = _SetAssignmentTest(sql)
-            if set_test(chunk_start, placeholder):
-                escaped = _write_assignments(value, timezone)
+    try:
+        if params is None:
+            return sql
+        result: list[str] = []
+        chunk_start = 0
+        index = 0
+        set_test: _SetAssignmentTest | None = None
+        placeholder = next_outside(sql, 0)
+        while index < len(params) and placeholder != -1:
+            end = placeholder + 1
+            while _char(sql, end) == "?":
+                end += 1
+            if end - placeholder > 2:
+                placeholder = next_outside(sql, end)  # '???' is no placeholder
+                continue
+            value = params[index]
+            if end - placeholder == 2:
+                escaped = escape_id(value)
+            elif isinstance(value, Mapping):
+                if set_test is None:
+                    set_test = _SetAssignmentTest(sql)
+                if set_test(chunk_start, placeholder):
+                    escaped = _write_assignments(value, timezone)
+                else:
+                    escaped = _escape_value(value, timezone, stringify_objects=True)
             else:
-                escaped = _escape_value(value, timezone, stringify_objects=True)
-        else:
-            escaped = _escape_value(value, timezone, stringify_objects=False)
-        result.append(sql[chunk_start:placeholder])
-        result.append(escaped)
-        chunk_start = end
-        index += 1
-        placeholder = next_outside(sql, end)
-    if strict and placeholder != -1:
-        _refuse_unfilled(sql, placeholder, index)
-    if chunk_start == 0:
-        return sql
-    result.append(sql[chunk_start:])
-    return "".join(result)
+                escaped = _escape_value(value, timezone, stringify_objects=False)
+            result.append(sql[chunk_start:placeholder])
+            result.append(escaped)
+            chunk_start = end
+            index += 1
+            placeholder = next_outside(sql, end)
+        if strict and placeholder != -1:
+            _refuse_unfilled(sql, placeholder, index)
+        if chunk_start == 0:
+            return sql
+        result.append(sql[chunk_start:])
+        return "".join(result)
+    except RecursionError as exc:
+        raise too_deep(exc) from exc
 
 
 @functools.lru_cache(maxsize=1024)  # asked on every call, hit or miss: per query text once

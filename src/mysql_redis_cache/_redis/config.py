@@ -41,7 +41,10 @@ def check_redis_url(url: str) -> int:
         ConfigError: the scheme, host, port, database or a query option is not valid,
             naming the part.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 address], say
+        raise ConfigError(f"Redis URL {url!r} cannot be read: {exc}") from exc
     if parts.scheme not in _SCHEMES:
         raise ConfigError(f"Redis URL must start with redis://, rediss:// or unix://, got {url!r}")
     db_text = ""

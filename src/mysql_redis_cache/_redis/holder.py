@@ -137,11 +137,24 @@ class RedisHolder:
             self._check_local_cache(isinstance(config, aioredis.RedisCluster))
             self._bound = Borrowed(lambda: self._handle_for(config), _release_reader)
             return
-        self._url, self._options = parse_redis_config(config)
-        self.where, self.address = server_of(self._url, self._options)
+        try:
+            self._url, self._options = parse_redis_config(config)
+            self.where, self.address = server_of(self._url, self._options)
+        except MRCError:
+            raise
+        except Exception as exc:  # a value of a type nothing expects, say
+            raise ConfigError(f"redis_config cannot be read: {exc!r}") from exc
         self.markers = Markers(scripts, self.where)
         self._cluster = bool(self._options.pop("cluster", False))
         self._sentinel = self._options.pop("sentinel", None)
+        if self._sentinel is not None and not (
+            isinstance(self._sentinel, Mapping)
+            and {"sentinels", "service_name"} <= self._sentinel.keys()
+        ):
+            raise ConfigError(
+                "sentinel must be a dict with 'sentinels' (a list of (host, port)) and "
+                f"'service_name', got {self._sentinel!r}"
+            )
         # A command that found its pooled connection dead is sent once more on a new one;
         # a second failure, or a timeout, is an outage (for the client's breaker).
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from .._errors import InvalidArgumentError
-from .._node.jsvalue import js_string, utf8
+from .._node.jsvalue import js_string, too_deep, utf8
 
 _HASH = re.compile(rb"[0-9a-f]{40}")
 _GLOB_SPECIAL = re.compile(rb"([*?\[\]\\])")
@@ -39,8 +39,12 @@ def tokens_for(names: Sequence[str], values: Sequence[object]) -> list[bytes]:
             raise InvalidArgumentError(
                 f"param name {name!r} cannot be matched: it must be a non-empty string without '='"
             )
-    for name, value in zip(names, values, strict=True):
-        tokens.append(utf8(f"{name}={js_string(value)}"))
+    try:
+        for name, value in zip(names, values, strict=True):
+            # a str subclass's own __str__ is no part of the key
+            tokens.append(utf8(f"{str.__str__(name)}={js_string(value)}"))
+    except RecursionError as exc:
+        raise too_deep(exc) from exc
     return tokens
 
 

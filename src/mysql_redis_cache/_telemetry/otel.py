@@ -36,8 +36,8 @@ _VERSION = version("actvalue.mysql-redis-cache")
 def address(host: object, port: object) -> dict[str, Any]:
     """`server.address` / `server.port` attributes (as far as they are known)."""
     attributes: dict[str, Any] = {}
-    if host:
-        attributes["server.address"] = str(host)
+    if host:  # a str subclass's own __str__ is no concern here
+        attributes["server.address"] = str.__str__(host) if isinstance(host, str) else str(host)
     if port:
         attributes["server.port"] = int(port)  # type: ignore[call-overload]
     return attributes
