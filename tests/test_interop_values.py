@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from mysql_redis_cache import MRCClient
+from mysql_redis_cache._node.json import encode
 from mysql_redis_cache._node.jsvalue import utf8
 
 from ._node import run_node
@@ -200,4 +201,4 @@ async def test_ok_packet_matches_node(client: MRCClient, redis_sync: redis.Redis
         [{"op": "query_to_promise", "query": update, "params": [1]}], mysql=MYSQL_CONFIG
     )
     ours = await client.query_to_promise(update, [1])
-    assert json.loads(node_json) == ours
+    assert node_json.encode() == encode(ours)  # key order and number layout too
