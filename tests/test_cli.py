@@ -288,6 +288,25 @@ def test_connection_flags_after_the_command(redis_sync: redis.Redis, argv: list[
     assert 0 == main(argv, io.StringIO())
 
 
+DEAD_REDIS, DEAD_MYSQL = "redis://127.0.0.1:1/0", "mysql://root@127.0.0.1:1/test"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats", "--redis-url", DEAD_REDIS],
+        ["invalidate", "X=1", "--redis-url", DEAD_REDIS],
+        ["get", "SELECT 1", "--redis-url", DEAD_REDIS],
+        ["demo", "--mysql-url", DEAD_MYSQL],
+    ],
+    ids=["stats", "invalidate", "get", "demo"],
+)
+def test_flags_after_the_command_are_read(argv: list[str]) -> None:
+    """A URL given after the command is the one used: a dead one fails the command (the
+    defaults, which answer, would not)."""
+    assert EXIT_UNAVAILABLE == main(argv, io.StringIO())
+
+
 @pytest.mark.parametrize(
     "argv", [["invalidate", "NoEquals"], ["invalidate", "=6"], ["get", "q", "-p", "x"]]
 )

@@ -157,10 +157,13 @@ async def test_node_reads_what_python_wrote(client: MRCClient) -> None:
 async def test_python_value_written_with_node_ttl_rules(
     client: MRCClient, redis_sync: redis.Redis
 ) -> None:
-    """Entries expire after ttl ± 10 %, like Node's."""
-    await client.write_to_cache("SELECT 1", [1], ttl=1000)
-    ttl = redis_sync.ttl(client.get_key_from_query("SELECT 1"))
-    assert 900 <= ttl <= 1100
+    """Entries expire after ttl ± 10 %, like Node's: jittered, on both sides of ttl."""
+    ttls = []
+    for n in range(50):
+        await client.write_to_cache("SELECT ?", [1], [n], ["N"], ttl=1000)
+        ttls.append(redis_sync.ttl(client.get_key_from_query("SELECT ?", [n], ["N"])))
+    assert all(900 <= ttl <= 1100 for ttl in ttls), ttls
+    assert min(ttls) < 1000 < max(ttls), ttls  # no jitter would give 1000 (or 999) each
 
 
 async def test_miss_equals_hit(client: MRCClient) -> None:
@@ -180,6 +183,8 @@ async def test_with_cache_miss_equals_hit(client: MRCClient) -> None:
 
     miss = await client.with_cache(fn, "fn:demo", [1], ["A"])
     hit = await client.with_cache(fn, "fn:demo", [1], ["A"])
+    assert type(miss["n"]) is int  # JSON.stringify(2.0) is "2": an int on a miss too
+    assert type(hit["n"]) is int
     assert (
         miss
         == hit
