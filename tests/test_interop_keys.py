@@ -17,8 +17,6 @@ from mysql_redis_cache._node.sql import format_query
 
 from ._node import run_node, tag
 
-pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("node")]
-
 NASTY = 'it\'s a "test" \\ with\0NUL\b\t\n\r\x1a and ? inside 😀 é \u2028'
 
 KEY_CASES: dict[str, tuple[str, list[Any] | None, list[str]]] = {
@@ -55,6 +53,8 @@ KEY_CASES: dict[str, tuple[str, list[Any] | None, list[str]]] = {
 }
 
 
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
 @pytest.mark.parametrize("case", KEY_CASES.values(), ids=KEY_CASES.keys())
 def test_key_matches_node(client: MRCClient, case: tuple[str, list[Any] | None, list[str]]) -> None:
     """Every key matches getKeyFromQuery in the npm package."""
@@ -71,6 +71,8 @@ def test_key_matches_node(client: MRCClient, case: tuple[str, list[Any] | None, 
     assert expected == client.get_key_from_query(query, params, names)
 
 
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
 def test_remembered_keys_keep_equal_values_apart(client: MRCClient) -> None:
     """Keys built before are reused only for params of the same types: 1 == True == 1.0."""
     cases: list[tuple[list[Any], Sequence[str]]] = [
@@ -100,6 +102,8 @@ DATES = [
 ]
 
 
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
 @pytest.mark.parametrize("zone", DATE_ZONES)
 def test_date_keys_and_sql_match_node(client: MRCClient, local_tz: Any, zone: str) -> None:
     """Dates key as Date.toString() and format as mysql2 does, in the process time zone."""
@@ -156,6 +160,8 @@ FORMAT_CASES: dict[str, tuple[str, list[Any]]] = {
 }
 
 
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
 @pytest.mark.parametrize("case", FORMAT_CASES.values(), ids=FORMAT_CASES.keys())
 def test_sql_text_matches_mysql2(client: MRCClient, case: tuple[str, list[Any]]) -> None:
     """The SQL text equals mysql2's pool.format(); the client refuses unfilled placeholders."""
@@ -172,6 +178,8 @@ def test_sql_text_matches_mysql2(client: MRCClient, case: tuple[str, list[Any]])
         assert expected == client.format_query(query, params)
 
 
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
 @pytest.mark.parametrize("timezone_option", ["Z", "+05:30", "-08:00"])
 def test_sql_dates_honour_timezone_option(timezone_option: str) -> None:
     """With a `timezone` option, dates format in that offset, as in mysql2."""
@@ -196,6 +204,8 @@ JSON_VALUES: dict[str, Any] = {
 }
 
 
+@pytest.mark.interop
+@pytest.mark.usefixtures("node")
 @pytest.mark.parametrize("value", JSON_VALUES.values(), ids=JSON_VALUES.keys())
 def test_json_matches_stringify(value: Any) -> None:
     """Encoded bytes equal JSON.stringify of the JavaScript counterpart."""

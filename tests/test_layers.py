@@ -44,7 +44,12 @@ def imported(source: str, depth: int) -> tuple[set[str], set[str]]:
     own, third = set[str](), set[str]()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 0:
+            if node.level == 0 and (node.module or "").startswith("mysql_redis_cache"):
+                # absolute: `from mysql_redis_cache._redis import x` names a layer; from
+                # the package itself, its top (which no layer may import)
+                parts = (node.module or "").split(".")
+                own.add(parts[1] if len(parts) > 1 else "__init__")
+            elif node.level == 0:
                 third.add((node.module or "").split(".")[0])
             elif node.level > depth:  # leaves the module's folder: names a layer
                 if node.module:
@@ -52,7 +57,12 @@ def imported(source: str, depth: int) -> tuple[set[str], set[str]]:
                 else:
                     own.update(alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
-            third.update(alias.name.split(".")[0] for alias in node.names)
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "mysql_redis_cache":
+                    own.add(parts[1] if len(parts) > 1 else "__init__")
+                else:
+                    third.add(parts[0])
     third.discard("mysql_redis_cache")
     return own, third
 
@@ -81,6 +91,17 @@ def test_layer_keeps_off_other_io(path: Path) -> None:
     assert layer is not None
     _, third = imported(path.read_text(), depth_of(path))
     assert set() == third & FORBIDDEN_THIRD_PARTY.get(layer, set())
+
+
+def test_checker_sees_an_absolute_import() -> None:
+    """An absolute import of another layer, or of the package's top, is seen too."""
+    planted = (
+        "from mysql_redis_cache._redis.holder import RedisHolder\n"
+        "import mysql_redis_cache._mysql.pool\n"
+        "from mysql_redis_cache import MRCClient\n"
+    )
+    own, _ = imported(planted, depth_of(PACKAGE / "_node" / "sql.py"))
+    assert {"_redis", "_mysql", "__init__"} == own - ALLOWED["_node"] - {"_node"}
 
 
 def test_checker_sees_a_forbidden_import() -> None:
