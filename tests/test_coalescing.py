@@ -89,17 +89,21 @@ async def test_reads_write_to_the_stream_directly(client: MRCClient) -> None:
     assert reader_of(client).channel.writer is not None
 
 
-async def test_health_checks_go_through_redis_py(redis_sync: redis.Redis) -> None:
-    """With health_check_interval, reads use redis-py's send, which PINGs idle connections."""
-    pings_before = redis_sync.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
-    config = {"host": "127.0.0.1", "db": 9, "health_check_interval": 0.05}
-    async with MRCClient(MYSQL_CONFIG, config) as client:
-        await client.write_to_cache(Q, [1], [1], ["N"])
-        assert [1] == await client.read_from_cache(Q, [1], ["N"])
-        assert reader_of(client).channel.writer is None
-        await asyncio.sleep(0.1)
-        assert [1] == await client.read_from_cache(Q, [1], ["N"])
-    pings = redis_sync.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+async def test_health_checks_go_through_redis_py() -> None:
+    """With health_check_interval, reads use redis-py's send, which PINGs idle connections
+    (counted on a server of the test's own, which nobody else pings)."""
+    with redis_server() as private:
+        counter = redis.Redis(port=private.port)
+        config = {"host": "127.0.0.1", "port": private.port, "health_check_interval": 0.05}
+        async with MRCClient(MYSQL_CONFIG, config) as client:
+            await client.write_to_cache(Q, [1], [1], ["N"])
+            assert [1] == await client.read_from_cache(Q, [1], ["N"])
+            assert reader_of(client).channel.writer is None
+            pings_before = counter.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+            await asyncio.sleep(0.1)
+            assert [1] == await client.read_from_cache(Q, [1], ["N"])
+            pings = counter.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+        counter.close()
     assert pings > pings_before
 
 

@@ -69,9 +69,10 @@ def test_unsafe_charsets_are_refused(charset: str) -> None:
 
 
 @pytest.mark.parametrize("charset", ["utf8mb4", "utf8", "UTF8MB4"])
-def test_utf8_charsets_are_accepted(charset: str) -> None:
-    """utf8mb4 and utf8 are accepted."""
-    MRCClient({**MYSQL_CONFIG, "charset": charset})
+async def test_utf8_charsets_are_accepted(charset: str) -> None:
+    """utf8mb4 and utf8 are accepted, connect, and carry text both ways."""
+    async with MRCClient({**MYSQL_CONFIG, "charset": charset}) as client:
+        assert [{"s": "é ü ñ"}] == await client.query_to_promise("SELECT ? AS s", ["é ü ñ"])
 
 
 def test_no_backslash_escapes_in_config_is_refused() -> None:

@@ -94,13 +94,18 @@ async def test_fill_without_invalidation_is_stored(
 async def test_invalidation_of_other_values_does_not_refuse(client: MRCClient) -> None:
     """An invalidation of Id=2 leaves a running fill of Id=1 alone."""
 
+    started, release = asyncio.Event(), asyncio.Event()
+
     async def slow() -> list[int]:
-        await asyncio.sleep(0.3)
+        started.set()
+        await release.wait()  # runs until the invalidation is done
         return [1]
 
     fill = asyncio.create_task(client.with_cache(slow, "q", [1], ["Id"]))
-    await asyncio.sleep(0.1)
+    await started.wait()
     await by_server([2])
+    assert not fill.done()  # the invalidation ran while the fill did
+    release.set()
     assert [1] == await fill
     assert [1] == await client.read_from_cache("q", [1], ["Id"])
 
