@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from mysql_redis_cache import MRCClient
 from mysql_redis_cache._node.json import _orjson
 from tests._node import INTEROP_DIR
-from tests.conftest import MYSQL_CONFIG
+from tests._settings import MYSQL_CONFIG
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 ONE_ROW = ("SELECT * FROM mrc_bench WHERE id = ?", [1], ["Id"])

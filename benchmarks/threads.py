@@ -20,7 +20,7 @@ import redis
 
 from mysql_redis_cache import MRCClient
 from mysql_redis_cache import sync as mrc_sync
-from tests.conftest import MYSQL_CONFIG
+from tests._settings import MYSQL_CONFIG
 
 from .cache import REDIS_URL
 

@@ -25,13 +25,14 @@ def kill(thread_ids: list[int]) -> None:
             cur.execute(f"KILL {thread_id}")
 
 
-def running(marker: str) -> int:
-    """Statements on the server whose text holds `marker` (besides this look-up)."""
+def running(marker: str, database: str | None = None) -> int:
+    """This run's statements (on its database, or `database`) whose text holds `marker`,
+    besides this look-up: another user's statement of the same text is not counted."""
     with admin() as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-            "WHERE INFO LIKE %s AND ID != CONNECTION_ID()",
-            (f"%{marker}%",),
+            "WHERE INFO LIKE %s AND DB = %s AND ID != CONNECTION_ID()",
+            (f"%{marker}%", database or MYSQL_CONFIG["database"]),
         )
         row = cur.fetchone()
         assert row is not None

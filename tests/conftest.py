@@ -1,4 +1,5 @@
-"""Fixtures: the real MariaDB and Redis on this machine, and the real npm package."""
+"""Fixtures: the real MariaDB and Redis on this machine (a database and a redis-server of
+the suite's own, see _isolation.py), and the real npm package."""
 
 from __future__ import annotations
 
@@ -6,24 +7,30 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
+from urllib.parse import quote
 
 import pytest
 import redis
 
 from mysql_redis_cache import MRCClient, MRCServer
 
+from ._isolation import SuiteServers
 from ._node import node_available
+from ._settings import MYSQL_SERVER
 
-MYSQL_HOST = os.environ.get("MRC_TEST_MYSQL_HOST", "127.0.0.1")
-MYSQL_CONFIG: dict[str, Any] = {
-    "host": MYSQL_HOST,
-    "port": int(os.environ.get("MRC_TEST_MYSQL_PORT", "3306")),
-    "user": os.environ.get("MRC_TEST_MYSQL_USER", "root"),
-    "password": os.environ.get("MRC_TEST_MYSQL_PASSWORD", ""),
-    "database": os.environ.get("MRC_TEST_MYSQL_DATABASE", "test"),
-}
-# A Redis database of its own, flushed around every test.
-REDIS_URL = os.environ.get("MRC_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+SERVERS = SuiteServers()
+MYSQL_HOST = MYSQL_SERVER["host"]
+MYSQL_CONFIG: dict[str, Any] = {**MYSQL_SERVER, "database": SERVERS.database}
+MYSQL_URL = (
+    f"mysql://{quote(MYSQL_CONFIG['user'])}:{quote(MYSQL_CONFIG['password'])}@"
+    f"{MYSQL_CONFIG['host']}:{MYSQL_CONFIG['port']}/{MYSQL_CONFIG['database']}"
+)
+# Flushed around every test: a server of the suite's own (or MRC_TEST_REDIS_URL's)
+REDIS_URL = SERVERS.redis_url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    SERVERS.stop()
 
 
 def stored_keys(client: redis.Redis) -> set[bytes]:

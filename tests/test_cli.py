@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pymysql
 import pytest
@@ -24,10 +25,10 @@ from mysql_redis_cache._cli import (
 )
 
 from ._redis_server import redis_server
-from .conftest import REDIS_URL, stored_keys
+from .conftest import MYSQL_CONFIG, MYSQL_URL, REDIS_URL, stored_keys
 
-MYSQL_URL = "mysql://root:@127.0.0.1:3306/test"
 BASE = ["--redis-url", REDIS_URL, "--mysql-url", MYSQL_URL]
+HOSTPORT = urlsplit(REDIS_URL).netloc  # the suite's own Redis
 
 
 def run(*argv: str) -> tuple[int, str]:
@@ -90,12 +91,12 @@ def test_demo_shows_miss_hit_invalidate_miss(redis_sync: redis.Redis) -> None:
     assert 0 == code
     assert ["MISS", "HIT", "MISS"] == outcomes
     assert f"invalidated {DEMO_NAME}=" in text
-    assert "MySQL: mysql://root:@127.0.0.1:3306/test" in text
+    assert f"MySQL: {MYSQL_URL}" in text
 
 
 def demo_tables() -> set[str]:
     with (
-        pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
+        pymysql.connect(**MYSQL_CONFIG) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("SHOW TABLES LIKE 'mrc\\_demo%'")
@@ -110,13 +111,13 @@ def unrelated(redis_sync: redis.Redis) -> Iterator[set[bytes]]:
     for key in keys:
         redis_sync.set(key, b"[1]")
     with (
-        pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
+        pymysql.connect(**MYSQL_CONFIG) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("CREATE OR REPLACE TABLE mrc_demo (id INT)")
     yield keys
     with (
-        pymysql.connect(host="127.0.0.1", user="root", database="test") as conn,
+        pymysql.connect(**MYSQL_CONFIG) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("DROP TABLE IF EXISTS mrc_demo")
@@ -175,15 +176,15 @@ FAILURES = {
     "demo-unknown-db": (["--mysql-url", "mysql://root@127.0.0.1/no_such_db_mrc", "demo"], 3),
     "demo-bad-scheme": (["--mysql-url", "mysql:/", "demo"], 2),
     "stats-redis-down": (["--redis-url", "redis://127.0.0.1:1/0", "stats"], 3),
-    "stats-http-url": (["--redis-url", "http://127.0.0.1:6379", "stats"], 2),
-    "stats-db-99": (["--redis-url", "redis://127.0.0.1:6379/99", "stats"], 3),
-    "stats-bad-db": (["--redis-url", "redis://127.0.0.1:6379/abc", "stats"], 2),
-    "stats-tls-to-plain": (["--redis-url", "rediss://127.0.0.1:6379/0", "stats"], 3),
+    "stats-http-url": (["--redis-url", f"http://{HOSTPORT}", "stats"], 2),
+    "stats-db-99": (["--redis-url", f"redis://{HOSTPORT}/99", "stats"], 3),
+    "stats-bad-db": (["--redis-url", f"redis://{HOSTPORT}/abc", "stats"], 2),
+    "stats-tls-to-plain": (["--redis-url", f"rediss://{HOSTPORT}/0", "stats"], 3),
     "stats-sample-0": (["stats", "--sample", "0"], 2),
     "stats-sample-negative": (["stats", "--sample", "-5"], 2),
     "get-placeholder-without-params": (["get", "SELECT ?"], 2),
-    "stats-cluster-with-db": (["--redis-url", "redis://127.0.0.1:6379/9", "--cluster", "stats"], 2),
-    "stats-cluster-after": (["stats", "--redis-url", "redis://127.0.0.1:6379/9", "--cluster"], 2),
+    "stats-cluster-with-db": (["--redis-url", f"redis://{HOSTPORT}/9", "--cluster", "stats"], 2),
+    "stats-cluster-after": (["stats", "--redis-url", f"redis://{HOSTPORT}/9", "--cluster"], 2),
     "stats-sample-abc": (["stats", "--sample", "abc"], 2),
     "get-redis-down": (
         ["get", "SELECT ?", "-p", "StoreId=6", "--redis-url", "redis://127.0.0.1:1/0"],
@@ -354,7 +355,7 @@ def test_every_password_is_masked(capsys: pytest.CaptureFixture[str]) -> None:
         for redis_url, mysql_url in (
             (f"redis://:pw-in-userinfo@127.0.0.1:{private.port}/0", MYSQL_URL),
             (f"redis://127.0.0.1:{private.port}/0?password=pw-in-param", MYSQL_URL),
-            (REDIS_URL, "mysql://root:pw-for-mysql@127.0.0.1:3306/test"),
+            (REDIS_URL, MYSQL_URL.replace("root:@", "root:pw-for-mysql@")),
         ):
             out = io.StringIO()
             main(["--redis-url", redis_url, "--mysql-url", mysql_url, "demo"], out)

@@ -21,7 +21,7 @@ from mysql_redis_cache import (
 from mysql_redis_cache._node.json import decode, encode
 
 from ._tables import create_all_types
-from .conftest import MYSQL_CONFIG, REDIS_URL
+from .conftest import MYSQL_CONFIG, MYSQL_URL, REDIS_URL
 
 
 async def test_query_with_cache_hits_second_time(
@@ -214,9 +214,11 @@ async def test_keep_numeric_strings_option(redis_sync: redis.Redis) -> None:
 
 async def test_mysql_url_config(redis_sync: redis.Redis) -> None:
     """A mysql:// URL works like the dict form."""
-    url = "mysql://root:@127.0.0.1:3306/test?connectionLimit=2"
+    url = f"{MYSQL_URL}?connectionLimit=2"
     async with MRCClient(url, REDIS_URL) as client:
-        assert await client.query_to_promise("SELECT DATABASE() AS db") == [{"db": "test"}]
+        assert await client.query_to_promise("SELECT DATABASE() AS db") == [
+            {"db": MYSQL_CONFIG["database"]}
+        ]
         assert client.get_mysql_pool().maxsize == 2
 
 

@@ -84,7 +84,7 @@ def test_no_backslash_escapes_in_config_is_refused() -> None:
 @pytest.fixture
 def global_no_backslash_escapes() -> Iterator[Callable[[], None]]:
     """Call it to add NO_BACKSLASH_ESCAPES to the server's global sql_mode (restored after)."""
-    admin = pymysql.connect(host="127.0.0.1", user="root", password="", database="test")
+    admin = pymysql.connect(**MYSQL_CONFIG)
     with admin.cursor() as cur:
         cur.execute("SELECT @@GLOBAL.sql_mode")
         [(before,)] = cur.fetchall()

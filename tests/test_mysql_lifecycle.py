@@ -52,8 +52,10 @@ async def test_connections_killed_mid_query_leave_the_pool(client: MRCClient) ->
     queries = [asyncio.ensure_future(client.query_to_promise(SLEEPY, [5, n])) for n in range(4)]
     await asyncio.sleep(0.3)
     with admin() as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP(5)%'"
+        cur.execute(  # this run's statements only: never another user's
+            "SELECT ID FROM information_schema.PROCESSLIST "
+            "WHERE INFO LIKE 'SELECT SLEEP(5)%%' AND DB = %s",
+            (MYSQL_CONFIG["database"],),
         )
         kill([int(row[0]) for row in cur.fetchall()])
     failed = await asyncio.gather(*queries, return_exceptions=True)

@@ -177,7 +177,7 @@ def test_close_from_another_thread_while_calls_run(redis_sync: redis.Redis) -> N
 
         runner = threading.Thread(target=lambda: outcomes.extend(map(repr, in_threads(8, work))))
         runner.start()
-        assert until(lambda: running(marker) >= 8)  # every call's query runs
+        assert until(lambda: running(marker, mysql["database"]) >= 8)  # every call's query runs
         began = time.monotonic()
         client.close(grace=0.2)
         took = time.monotonic() - began

@@ -38,7 +38,7 @@ def test_without_opentelemetry_nothing_is_imported(redis_sync: redis.Redis) -> N
         from mysql_redis_cache import ConfigError, MRCClient
 
         async def main():
-            async with MRCClient({MYSQL_CONFIG!r}, "redis://127.0.0.1:6379/9") as client:
+            async with MRCClient({MYSQL_CONFIG!r}, {REDIS_URL!r}) as client:
                 await client.query_with_cache("SELECT ? AS n", [1], ["N"])
                 await client.query_with_cache("SELECT ? AS n", [1], ["N"])
                 assert client._telemetry is None
@@ -86,7 +86,7 @@ def test_an_sdk_set_globally_later_is_picked_up(redis_sync: redis.Redis) -> None
             )
 
         async def main():
-            async with MRCClient({MYSQL_CONFIG!r}, "redis://127.0.0.1:6379/9") as client:
+            async with MRCClient({MYSQL_CONFIG!r}, {REDIS_URL!r}) as client:
                 for _ in range(10):
                     await client.query_to_promise("SELECT 1")
                 reader, exporter = InMemoryMetricReader(), InMemorySpanExporter()
@@ -223,7 +223,7 @@ async def test_keys_and_sql_only_when_asked(
     """trace_keys=True puts the key on the Redis read's span and the SQL on the MySQL's."""
     meters, _, tracers, exporter = sdk
     async with MRCClient(
-        MYSQL_CONFIG, "redis://127.0.0.1:6379/9", tracer_provider=tracers,
+        MYSQL_CONFIG, REDIS_URL, tracer_provider=tracers,
         meter_provider=meters, trace_keys=True,
     ) as client:  # fmt: skip
         await client.query_with_cache(Q, [1, SECRET], NAMES)
@@ -240,9 +240,7 @@ async def test_invalidations_are_counted(
     meters, reader, tracers, exporter = sdk
     for store, user in ((0, 1), (0, 2), (1, 1)):
         redis_sync.set(f"StoreId={store}_UserId={user}_" + "a" * 40, b"[1]")
-    async with MRCServer(
-        "redis://127.0.0.1:6379/9", meter_provider=meters, tracer_provider=tracers
-    ) as server:
+    async with MRCServer(REDIS_URL, meter_provider=meters, tracer_provider=tracers) as server:
         assert 2 == await server.drop_outdated_cache(["StoreId"], [0])
     [point] = points(reader)["mrc.cache.invalidated"]
     assert 2 == point.value

@@ -149,7 +149,9 @@ def test_close_from_another_thread_while_calls_run(redis_sync: redis.Redis) -> N
         runner = threading.Thread(target=lambda: in_threads(threads, work))
         runner.start()
         started.wait(timeout=60)
-        assert until(lambda: running(marker) >= threads)  # every loop has a query running
+        assert until(
+            lambda: running(marker, mysql["database"]) >= threads
+        )  # every loop has a query running
         asyncio.run(client.close(grace=0.5))
         runner.join(timeout=60)
         assert not runner.is_alive()
