@@ -261,3 +261,35 @@ def test_unclosed_client_lets_the_process_exit(tmp_path: Any) -> None:
         check=False,
     )  # fmt: skip
     assert (0, "done\n") == (proc.returncode, proc.stdout)
+
+
+def test_calls_racing_repeated_closes_never_hang(redis_sync: redis.Redis) -> None:
+    """8 threads calling while another closes the client five times: every call ends,
+    with its rows or ClientClosedError (a close turns away what it does not finish; the
+    next call starts the client again), and no thread waits for ever."""
+    with own_database() as mysql:
+        client = mrc_sync.MRCClient(mysql, REDIS_URL)
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def work(thread: int) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    rows = client.query_with_cache("SELECT ? AS v", [n % 5], ["V"])
+                    outcomes.append("rows" if rows == [{"v": n % 5}] else f"wrong {rows}")
+                except ClientClosedError:
+                    outcomes.append("closed")
+
+        runner = threading.Thread(target=lambda: outcomes.extend(map(repr, in_threads(8, work))))
+        runner.start()
+        for _ in range(5):
+            time.sleep(0.2)
+            client.close(grace=0.1)
+        stop.set()
+        runner.join(timeout=60)
+        assert not runner.is_alive()  # no caller waits for ever
+        assert {"rows", "closed"} >= set(outcomes), set(outcomes)
+        assert "rows" in outcomes
+        client.close()

@@ -59,12 +59,19 @@ class _Runner:
         loop.call_soon(started.set)
         try:
             loop.run_forever()
+            # from here no call starts: ones that come in are turned away (a task started
+            # now would outlive the loop, and its caller would wait for ever)
+            self.stopped = True
             tasks = asyncio.all_tasks(loop)
             for task in tasks:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # the cleanups those cancellations started (shielded socket closes): finished,
+            # not cancelled, else their sockets outlive the loop
+            loop.run_until_complete(_settled(loop))
             # closes what each client opened in this loop (see loopbound.py)
             loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(_settled(loop))
         finally:
             self.stopped = True
             self._turn_away()
@@ -96,6 +103,9 @@ class _Runner:
 
     def _drain(self) -> None:
         self.woken = False  # before taking: a call appended from now on wakes us again
+        if self.stopped:
+            self._turn_away()
+            return
         calls = self.calls
         while calls:
             call = calls.popleft()
@@ -119,6 +129,19 @@ class _Runner:
             return  # closed already
         if threading.current_thread() is not self.thread:
             self.thread.join(wait)
+
+
+async def _settled(loop: asyncio.AbstractEventLoop, wait: float = 2.0) -> None:
+    """Let the loop's other tasks finish (up to `wait` seconds), then cancel what is left."""
+    current = asyncio.current_task()
+    for _ in range(10):
+        others = [task for task in asyncio.all_tasks(loop) if task is not current]
+        if not others:
+            return
+        _, late = await asyncio.wait(others, timeout=wait)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def _settle(call: _Call, task: asyncio.Task[Any]) -> None:
