@@ -206,13 +206,6 @@ class Portal:
         runner.submit(call)
         return _wait(call, loop)
 
-    def stop(self, wait: float) -> None:
-        """Stop the loop, if it runs; a later call starts a new one."""
-        with self._lock:
-            runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.stop(wait)
-
     def run_and_stop(self, make: Callable[[], Coroutine[Any, Any, Any]], wait: float) -> None:
         """Run `make()` in the loop (if it runs), then stop it: `wait` seconds at most."""
         runner = self._runner
