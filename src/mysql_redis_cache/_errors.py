@@ -61,3 +61,18 @@ class ClientClosedError(MRCError):
 class EventLoopError(MRCError, RuntimeError):
     """A blocking call of `mysql_redis_cache.sync` was made in a thread that runs an event
     loop: it would stall that loop. Await the async client's method there instead."""
+
+
+class config_errors:  # lower case: used as `with config_errors("redis_config"):`
+    """Re-raise anything but an MRCError raised while reading a config as a ConfigError
+    naming the config (a value of a type nothing expects, say)."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, MRCError):
+            raise ConfigError(f"{self._label} cannot be read: {exc!r}") from exc

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._errors import ClientClosedError, ConfigError, MRCError, QueryError
+from .._errors import ClientClosedError, ConfigError, QueryError, config_errors
 from .._node.jsvalue import utf8
 from .._node.rows import CastOptions, RawResult, shape
 from .._support.loopbound import Borrowed, LoopBound
@@ -40,12 +40,8 @@ class Statements:
             self.driver = driver_of_pool(mysql_config)
             self.pool = Borrowed(lambda: mysql_config)
         else:
-            try:
+            with config_errors("mysql_config"):
                 settings = parse_mysql_config(mysql_config or {})  # type: ignore[arg-type]
-            except MRCError:
-                raise
-            except Exception as exc:  # a value of a type nothing expects, say
-                raise ConfigError(f"mysql_config cannot be read: {exc!r}") from exc
             self.driver = pick_driver(mysql_driver)
             self.pool = LoopBound(self._make_pool, self._close_pool)
         self.settings: MySQLSettings = settings

@@ -16,7 +16,14 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from .._errors import CacheAuthError, CacheError, CacheUnavailableError, ConfigError, MRCError
+from .._errors import (
+    CacheAuthError,
+    CacheError,
+    CacheUnavailableError,
+    ConfigError,
+    MRCError,
+    config_errors,
+)
 from .._node.jsvalue import utf8
 from .._stats import CacheStats
 from .._support.loopbound import Borrowed, LoopBound
@@ -137,13 +144,9 @@ class RedisHolder:
             self._check_local_cache(isinstance(config, aioredis.RedisCluster))
             self._bound = Borrowed(lambda: self._handle_for(config), _release_reader)
             return
-        try:
+        with config_errors("redis_config"):
             self._url, self._options = parse_redis_config(config)
             self.where, self.address = server_of(self._url, self._options)
-        except MRCError:
-            raise
-        except Exception as exc:  # a value of a type nothing expects, say
-            raise ConfigError(f"redis_config cannot be read: {exc!r}") from exc
         self.markers = Markers(scripts, self.where)
         self._cluster = bool(self._options.pop("cluster", False))
         self._sentinel = self._options.pop("sentinel", None)
