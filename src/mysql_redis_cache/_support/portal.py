@@ -184,8 +184,7 @@ class Portal:
             EventLoopError: called from a thread that runs an event loop.
             ClientClosedError: the loop stopped before the call ran, or while it ran.
         """
-        if _running_loop() is not None:
-            raise EventLoopError(self._refusal)
+        self.check()
         call = _Call(make)
         runner = self._runner or self._started()
         runner.submit(call)
@@ -197,8 +196,7 @@ class Portal:
     ) -> Any:
         """As `call`, where `make(here)` may wrap a plain function with `here(fn)`: an
         async function the loop awaits, that runs `fn()` in this (the calling) thread."""
-        if _running_loop() is not None:
-            raise EventLoopError(self._refusal)
+        self.check()
         runner = self._runner or self._started()
         loop = runner.loop
         call = _Call(lambda: make(functools.partial(_in_caller, call, loop)))
@@ -211,8 +209,7 @@ class Portal:
         runner = self._runner
         if runner is None:
             return
-        if _running_loop() is not None:
-            raise EventLoopError(self._refusal)
+        self.check()
         future = asyncio.run_coroutine_threadsafe(make(), runner.loop)
         try:
             future.result(wait)
