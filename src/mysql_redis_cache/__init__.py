@@ -1,6 +1,7 @@
 """Read-through MySQL query cache in Redis, sharing entries with the Node library.
 
-`MRCClient` caches query results; `MRCServer` invalidates them. Their blocking twins,
+`MRCClient` caches query results; `MRCServer` invalidates them; `MRCIndexer` keeps the
+index that lets invalidations skip scanning every key. Their blocking twins,
 for code that is not async, are in `mysql_redis_cache.sync`.
 """
 
@@ -18,8 +19,10 @@ from ._errors import (
     InvalidArgumentError,
     InvalidParamError,
     MRCError,
+    NotificationsOffError,
     QueryError,
 )
+from ._index.indexer import MRCIndexer
 from ._node.json import JSONValue
 from ._node.rows import Row
 from ._options import Options
@@ -43,7 +46,9 @@ __all__ = [
     "JSONValue",
     "MRCClient",
     "MRCError",
+    "MRCIndexer",
     "MRCServer",
+    "NotificationsOffError",
     "Options",
     "QueryError",
     "Row",

@@ -32,6 +32,7 @@ from ._errors import (
     MRCError,
     QueryError,
 )
+from ._index.indexer import MRCIndexer
 from ._node.paramstyle import refuse_percent_placeholders
 from ._node.sql import format_query
 from ._redis.config import check_redis_url, parse_redis_config
@@ -275,6 +276,34 @@ async def _get(args: argparse.Namespace, out: _Output) -> None:
 DEMO_NAME = "DemoRun"  # the param name of the demo's entries; the value is the run's id
 
 
+async def _index(args: argparse.Namespace, out: _Output) -> None:
+    """Keep the invalidation index until SIGINT or SIGTERM; then stop and say so."""
+    indexer = MRCIndexer(_redis_config(args))
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        stopping = True
+        task.cancel()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop)
+    out.write(f"indexing {_without_password(args.redis_url)}; stop with Ctrl-C or SIGTERM\n")
+    out.flush()
+    try:
+        await indexer.run()
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+    out.write(f"stopped: {indexer.indexed} keys indexed, {indexer.acks} invalidations served\n")
+
+
 async def _demo(args: argparse.Namespace, out: _Output) -> None:
     run_id = secrets.token_hex(4)
     table = f"mrc_demo_{run_id}"
@@ -415,6 +444,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="Name=Value",
         help="a param's name and value, in the order of the placeholders (repeat for each)",
     )
+    command("index", "keep the invalidation index (runs until Ctrl-C or SIGTERM)")
     demo = command("demo", "see the cache work on a table and entries of its own, then remove them")
     demo.add_argument(
         "--pause",
@@ -426,7 +456,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"invalidate": _invalidate, "stats": _stats, "get": _get, "demo": _demo}
+_COMMANDS = {
+    "invalidate": _invalidate,
+    "stats": _stats,
+    "get": _get,
+    "index": _index,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

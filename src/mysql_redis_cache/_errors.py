@@ -2,6 +2,7 @@
 
 MRCError
 ├── ConfigError            (also ValueError)  a bad mysql/redis config or option
+│   └── NotificationsOffError                Redis sends no keyspace notifications (indexer)
 ├── InvalidArgumentError   (also ValueError)  a call the library refuses
 │   └── InvalidParamError                    a query param it cannot format or key
 ├── EncodeError            (also TypeError)   a result that cannot be stored as JSON
@@ -22,6 +23,11 @@ class MRCError(Exception):
 
 class ConfigError(MRCError, ValueError):
     """A MySQL or Redis configuration, or a client option, is invalid."""
+
+
+class NotificationsOffError(ConfigError):
+    """Redis does not send the keyspace notifications `MRCIndexer` needs, and refused to
+    turn them on: set `notify-keyspace-events` as the message says."""
 
 
 class InvalidArgumentError(MRCError, ValueError):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+from ._errors import ConfigError
+from ._index import proof
 from ._redis.fills import STAMP_REFRESH, guarded_entry
-from ._redis.holder import Doomed, RedisConfig, RedisHolder
+from ._redis.holder import Doomed, RedisConfig, RedisHolder, redis_errors
 from ._redis.invalidate import matches, scan_pattern, tokens_for
 from ._telemetry.setup import telemetry
 
@@ -47,6 +50,10 @@ class MRCServer:
             a span while tracing.
         meter_provider: as for MRCClient.
         tracer_provider: as for MRCClient.
+        use_index: use the invalidation index when an `MRCIndexer` proves it holds every
+            entry; scan the keyspace otherwise (False: always scan).
+        index_wait: seconds to wait for a running indexer to prove it is current before
+            scanning instead.
     """
 
     def __init__(
@@ -56,12 +63,27 @@ class MRCServer:
         name: str | None = None,
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        use_index: bool = True,
+        index_wait: float = 0.5,
     ) -> None:
         """Check the configuration; nothing connects until first use.
 
         Raises:
-            ConfigError: a bad Redis config, naming the bad part.
+            ConfigError: a bad Redis config or option, naming the bad part.
         """
+        if not isinstance(use_index, bool):
+            raise ConfigError(f"use_index must be True or False, got {use_index!r}")
+        if (
+            isinstance(index_wait, bool)
+            or not isinstance(index_wait, int | float)
+            or not 0 <= index_wait <= 60
+        ):
+            raise ConfigError(f"index_wait must be seconds from 0 to 60, got {index_wait!r}")
+        self._use_index = use_index
+        self._index_wait = float(index_wait)
+        self._scanning_logged = False
+        self.paths: collections.Counter[str] = collections.Counter()
+        """How many invalidations took each path: "index" or "scan"."""
         self._redis = RedisHolder(redis_config)
         self._telemetry = telemetry(
             name=name,
@@ -106,9 +128,17 @@ class MRCServer:
             if span is not None:
                 span.set_attribute("mrc.cache.invalidated", result)
                 span.set_attribute("mrc.cache.dry_run", dry_run)
+                span.set_attribute("mrc.invalidation.path", self.last_path)
         if not dry_run:
             self._telemetry.invalidated(result)
         return result
+
+    @property
+    def last_path(self) -> str:
+        """The path the last invalidation took: "index" or "scan" ("" before any)."""
+        return self._last_path
+
+    _last_path = ""
 
     async def _drop(
         self,
@@ -117,33 +147,82 @@ class MRCServer:
         dry_run: bool,
         progress: Callable[[DropProgress], object] | None,
     ) -> int:
-        """`drop_outdated_cache`'s scan and deletes."""
+        """`drop_outdated_cache`'s work: through the index when an indexer proves it
+        complete, else by scanning."""
+        if not dry_run:
+            await self._redis.stamp(tokens)  # before the proof or scan: see _redis/fills.py
+        counts = DropProgress()
+        why = await self._prove() if self._use_index else "use_index is off"
+        self._last_path = "scan" if why else "index"
+        self.paths[self._last_path] += 1
+        if why is None:
+            if self._scanning_logged:
+                logger.info("invalidations use the index again")
+                self._scanning_logged = False
+            await self._drop_indexed(tokens, require_all_match, dry_run, progress, counts)
+        else:
+            if self._use_index and not self._scanning_logged:
+                logger.info("invalidations scan the keyspace: %s", why)
+                self._scanning_logged = True
+            await self._scan(tokens, require_all_match, dry_run, progress, counts)
+        result = counts.matched if dry_run else counts.deleted
+        logger.debug("dropped %d cache entries for %s (dry run: %s)", result, tokens, dry_run)
+        return result
+
+    async def _prove(self) -> str | None:
+        with redis_errors("index barrier"):
+            return await proof.prove(self._redis.client(), self._index_wait)
+
+    async def _drop_indexed(
+        self,
+        tokens: list[bytes],
+        require_all_match: bool,
+        dry_run: bool,
+        progress: Callable[[DropProgress], object] | None,
+        counts: DropProgress,
+    ) -> None:
+        """Delete what the index lists and `matches` confirms: O(entries listed)."""
+        client = self._redis.client()
+        seen: set[bytes] = set()
+        with redis_errors("index read"):
+            counts.total = await proof.size(client, tokens)
+            pages = [page async for page in proof.members(client, tokens, require_all_match)]
+        for page in pages:
+            fresh = [key for key in page if key not in seen]
+            seen.update(fresh)
+            entries, others = _doomed(fresh, tokens, require_all_match, [])
+            counts.examined = min(counts.examined + len(page), counts.total)
+            if dry_run:
+                counts.matched += await self._redis.unlink(entries, exists=True)
+            else:
+                counts.matched += len(entries)
+                counts.deleted += await self._redis.unlink(entries)
+                await self._redis.unlink(others)
+            if progress is not None:
+                progress(counts)
+
+    async def _scan(
+        self,
+        tokens: list[bytes],
+        require_all_match: bool,
+        dry_run: bool,
+        progress: Callable[[DropProgress], object] | None,
+        counts: DropProgress,
+    ) -> None:
+        """SCAN for the tokens and delete what `matches` confirms: O(keys in Redis)."""
         # AND: every doomed key holds the first token. OR: one filtered scan per token,
         # each skipping keys an earlier token's scan already took; past
         # MAX_FILTERED_SCANS tokens, one unfiltered scan.
         scans: list[bytes | None] = list(tokens[:1] if require_all_match else tokens)
         if len(scans) > MAX_FILTERED_SCANS:
             scans = [None]
-        counts = DropProgress(total=await self._redis.dbsize() * len(scans))
-        if not dry_run:
-            await self._redis.stamp(tokens)  # before the scan: see _redis/fills.py
+        counts.total = await self._redis.dbsize() * len(scans)
         stamped = time.monotonic()
         for index, token in enumerate(scans):
             earlier = tokens[:index] if token is not None else []
 
             def doomed(page: list[bytes], earlier: list[bytes] = earlier) -> Doomed:
-                entries: list[bytes] = []
-                others: list[bytes] = []
-                for key in page:
-                    entry = guarded_entry(key)
-                    if matches(entry or key, tokens, require_all_match) and not (
-                        earlier and matches(entry or key, earlier, False)
-                    ):
-                        if entry is None:
-                            entries.append(key)
-                        else:  # a fill marker: its fill must not store, nor what it stored
-                            others += (key, entry)
-                return entries, others
+                return _doomed(page, tokens, require_all_match, earlier)
 
             async for picked, deleted in self._redis.sweep(
                 None if token is None else scan_pattern(token), SCAN_COUNT, doomed, dry_run
@@ -156,9 +235,6 @@ class MRCServer:
                 counts.deleted += deleted
                 if progress is not None:
                     progress(counts)
-        result = counts.matched if dry_run else counts.deleted
-        logger.debug("dropped %d cache entries for %s (dry run: %s)", result, tokens, dry_run)
-        return result
 
     async def close_redis_connection(self) -> None:
         """Close the Redis connection; the next call reopens it."""
@@ -173,3 +249,22 @@ class MRCServer:
     async def close(self) -> None:
         """Close the Redis connection (what `async with` does on the way out)."""
         await self._redis.close()
+
+
+def _doomed(
+    page: list[bytes], tokens: list[bytes], require_all: bool, earlier: list[bytes]
+) -> Doomed:
+    """What to delete of `page`: the cache entries the tokens match (counted), and the
+    fill markers of such entries (uncounted), except those `earlier` tokens matched."""
+    entries: list[bytes] = []
+    others: list[bytes] = []
+    for key in page:
+        entry = guarded_entry(key)
+        if matches(entry or key, tokens, require_all) and not (
+            earlier and matches(entry or key, earlier, False)
+        ):
+            if entry is None:
+                entries.append(key)
+            else:  # a fill marker: its fill must not store, nor what it stored
+                others += (key, entry)
+    return entries, others

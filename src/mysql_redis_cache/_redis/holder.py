@@ -48,6 +48,7 @@ _UNREACHABLE = (
     OSError,
 )
 _FAILURES = (*_UNREACHABLE, redis.exceptions.RedisError)
+_BATCH = 1000  # keys per UNLINK or EXISTS
 # redis-py refusing a command because its pool has max_connections in use (older
 # versions have no such error: their pools had no limit)
 _POOL_FULL = getattr(redis.exceptions, "MaxConnectionsError", ())
@@ -406,11 +407,23 @@ class RedisHolder:
                 deleted = 0
                 if not dry_run:
                     with redis_errors("UNLINK"):
-                        deleted = await _unlink_per_slot(client, picked)
-                        await _unlink_per_slot(client, extra)
+                        deleted = await _per_slot(client, "UNLINK", picked)
+                        await _per_slot(client, "UNLINK", extra)
                 yield len(picked), deleted
                 if cursor == 0:
                     break
+
+    async def unlink(self, keys: list[bytes], exists: bool = False) -> int:
+        """UNLINK `keys` (`exists`: only count those that exist); how many there were."""
+        client = self.client()
+        command = "EXISTS" if exists else "UNLINK"
+        with redis_errors(command):
+            if isinstance(client, aioredis.RedisCluster):
+                return await _per_slot(client, command, keys)
+            count = 0
+            for start in range(0, len(keys), _BATCH):
+                count += await client.execute_command(command, *keys[start : start + _BATCH])
+            return count
 
     async def ttl(self, key: str) -> int:
         with redis_errors("TTL"):
@@ -437,12 +450,14 @@ class RedisHolder:
         await self._bound.close()
 
 
-async def _unlink_per_slot(client: aioredis.RedisCluster, keys: list[bytes]) -> int:
-    """UNLINK `keys` on a cluster, one command per slot; the number deleted."""
+async def _per_slot(client: aioredis.RedisCluster, command: str, keys: list[bytes]) -> int:
+    """UNLINK (or EXISTS) `keys` on a cluster, one command per slot; the sum of replies."""
     by_slot: dict[int, list[bytes]] = {}
     for key in keys:
         by_slot.setdefault(client.keyslot(key), []).append(key)
-    counts = await asyncio.gather(*(client.unlink(*group) for group in by_slot.values()))
+    counts = await asyncio.gather(
+        *(client.execute_command(command, *group) for group in by_slot.values())
+    )
     return sum(counts)
 
 

@@ -1,0 +1,96 @@
+"""Writes to the index: adding keys, acknowledging barriers, pruning gone keys."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .._redis.fills import guarded_entry
+from .names import ALIVE, DUE, ack_of, segments_of, set_of
+from .scripts import ADD, PRUNE
+
+MARKER_RECHECK_MS = 10_000  # fill markers live as long as their fill: look again soon
+ACK_TTL_MS = 10_000
+PRUNE_SETS = 100  # sets looked at per prune round
+PRUNE_MEMBERS = 500  # members looked at per set per round
+
+
+class IndexStore:
+    """The index in Redis, written through one redis-py client (a Cluster client routes
+    each key; every index key is in the `{mrc:idx}` slot)."""
+
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster) -> None:
+        self._client = client
+        self._add = client.register_script(ADD)
+        self._prune = client.register_script(PRUNE)
+
+    async def _ttls(self, keys: Sequence[bytes]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.pttl(key)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def add(self, keys: Sequence[bytes]) -> int:
+        """Index `keys` (cache keys and fill markers) with their TTLs as they are now;
+        keys already gone are left out. Returns how many were indexed."""
+        ttls = await self._ttls(keys)
+        sets: dict[bytes, int] = {DUE: 1}
+        args: list[bytes | int | str] = []
+        added = 0
+        for key, ttl in zip(keys, ttls, strict=True):
+            if isinstance(ttl, Exception):  # moved mid-reshard, say: look again soon
+                ttl = MARKER_RECHECK_MS
+            elif ttl == -2:
+                continue
+            segments = segments_of(key)
+            indexes = [sets.setdefault(set_of(s), len(sets) + 1) for s in segments]
+            recheck = MARKER_RECHECK_MS if guarded_entry(key) is not None else ""
+            args += [key, ttl, recheck, len(indexes), *indexes]
+            added += 1
+        if added:
+            await self._add(keys=list(sets), args=args)
+        return added
+
+    async def ack(self, barrier: bytes, who: bytes) -> None:
+        """Tell the invalidation that wrote `barrier` that the index holds every key
+        written before it."""
+        ack = ack_of(barrier)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.rpush(ack, who)
+            pipe.pexpire(ack, ACK_TTL_MS)
+            await pipe.execute()
+
+    async def prune(self) -> int:
+        """Look again at members whose recheck time has come: drop those whose key is
+        gone, rescore the rest. Returns the members dropped in this round."""
+        seconds, micros = await self._client.time()
+        now = seconds * 1000 + micros // 1000
+        due = await self._client.execute_command(
+            "ZRANGEBYSCORE", DUE, "-inf", now, "LIMIT", 0, PRUNE_SETS
+        )
+        removed = 0
+        for index_set in due:
+            pairs = await self._client.execute_command(
+                "ZRANGEBYSCORE", index_set, "-inf", now, "WITHSCORES", "LIMIT", 0, PRUNE_MEMBERS
+            )
+            members, scores = pairs[0::2], pairs[1::2]
+            ttls = await self._ttls(members) if members else []
+            args: list[bytes | int | str] = []
+            for member, score, ttl in zip(members, scores, ttls, strict=True):
+                if isinstance(ttl, Exception):
+                    ttl = MARKER_RECHECK_MS
+                recheck = MARKER_RECHECK_MS if guarded_entry(member) is not None else ""
+                args += [member, score, ttl, recheck]
+            removed += await self._prune(keys=[DUE, index_set], args=args)
+        return removed
+
+    async def beat(self, who: bytes, ttl_ms: int) -> None:
+        """Say an indexer with a complete index runs, for `ttl_ms`."""
+        await self._client.set(ALIVE, who, px=ttl_ms)
+
+    async def quiet(self, who: bytes) -> None:
+        """Withdraw `who`'s heartbeat (another indexer's stays)."""
+        if await self._client.get(ALIVE) == who:
+            await self._client.delete(ALIVE)
