@@ -1,9 +1,9 @@
 """The index's key names, and which index sets a key belongs to.
 
 A token `Name=value` matches a cache key when `_Name=value_` is a run of the key's
-`_`-separated segments. Its first piece (up to the value's first `_`) is then one whole
-segment of the key, so the index keeps, per segment that holds '=' after a non-empty
-name, the set of keys having it. An invalidation reads the set of each token's first
+`_`-separated segments. The token's first `_`-separated piece that holds '=' (names may
+hold `_`, never '=') is then one whole segment of the key, so the index keeps, per
+segment that holds '=', the set of keys having it. An invalidation reads the set of each token's first
 piece and checks every member with the same `matches` as the SCAN path: the index only
 narrows the keys to check, it never decides a match.
 
@@ -34,7 +34,7 @@ def segments_of(key: bytes) -> list[bytes]:
         return []
     found: list[bytes] = []
     for segment in params[1:-1].split(b"_"):
-        if segment.find(b"=") > 0 and segment not in found:
+        if b"=" in segment and segment not in found:
             found.append(segment)
     return found
 
@@ -46,7 +46,7 @@ def set_of(segment: bytes) -> bytes:
 
 def set_for_token(token: bytes) -> bytes:
     """The index set holding every key that `token` (`Name=value`) can match."""
-    return set_of(token.split(b"_", 1)[0])
+    return set_of(next(piece for piece in token.split(b"_") if b"=" in piece))
 
 
 def barrier(nonce: bytes, tag: bytes | None = None) -> bytes:

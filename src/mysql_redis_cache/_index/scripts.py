@@ -40,7 +40,7 @@ local removed = 0
 local i = 1
 while i <= #ARGV do
   local member, seen, ttl, recheck = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  if redis.call('ZSCORE', KEYS[2], member) == seen then
+  if tonumber(redis.call('ZSCORE', KEYS[2], member)) == tonumber(seen) then
     if ttl == -2 then
       redis.call('ZREM', KEYS[2], member)
       removed = removed + 1

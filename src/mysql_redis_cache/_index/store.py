@@ -75,7 +75,10 @@ class IndexStore:
             pairs = await self._client.execute_command(
                 "ZRANGEBYSCORE", index_set, "-inf", now, "WITHSCORES", "LIMIT", 0, PRUNE_MEMBERS
             )
-            members, scores = pairs[0::2], pairs[1::2]
+            if pairs and isinstance(pairs[0], list):  # RESP3: [member, score] pairs
+                pairs = [item for pair in pairs for item in pair]
+            members = pairs[0::2]
+            scores = [int(float(score)) for score in pairs[1::2]]  # whole milliseconds
             ttls = await self._ttls(members) if members else []
             args: list[bytes | int | str] = []
             for member, score, ttl in zip(members, scores, ttls, strict=True):
