@@ -1,4 +1,5 @@
-"""Invalidation at 100k and 1M keys: this library vs Node 4.1.0 vs a raw redis-py loop.
+"""Invalidation at 100k and 1M keys: this library vs Node 4.1.0 vs a raw redis-py loop,
+then the index path against the scan path on the same data.
 
     uv run python -m benchmarks.invalidation [--sizes 100000 1000000]
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import statistics
 import time
 from collections.abc import Callable, Coroutine
@@ -22,8 +24,10 @@ import redis
 import redis.asyncio as aioredis
 
 from mysql_redis_cache import MRCServer
+from mysql_redis_cache._index.names import ALIVE, SET_PREFIX
 from mysql_redis_cache._redis.invalidate import matches, tokens_for
 from mysql_redis_cache._server import SCAN_COUNT
+from tests._indexer import indexer_process
 from tests._node import run_node
 from tests._redis_server import redis_server
 
@@ -139,6 +143,102 @@ def or_strategies(client: redis.Redis, url: str, size: int, repeat: int) -> None
         )
 
 
+async def drop(
+    url: str, name: str, value: int, use_index: bool, wait: float = 0.5
+) -> tuple[float, int, str]:
+    """(seconds, entries deleted, path) of one invalidation."""
+    async with MRCServer(url, use_index=use_index, index_wait=wait) as server:
+        await server._redis.dbsize()  # connected before the clock starts, as in an app
+        start = time.perf_counter()
+        deleted = await server.drop_outdated_cache([name], [value])
+        return time.perf_counter() - start, deleted, server.last_path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_memory(client: redis.Redis) -> int:
+    return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
+
+
+def index_rows(client: redis.Redis, url: str, size: int, repeat: int) -> dict[str, float]:
+    """The index path and the scan path, side by side on one keyspace of `size` keys."""
+    build(client, size)
+    before = redis_memory(client)
+    with indexer_process(url) as indexer:
+        start = time.perf_counter()
+        while not client.exists(ALIVE):
+            time.sleep(0.01)
+        backfill = time.perf_counter() - start
+        sets = sum(1 for _ in client.scan_iter(match=SET_PREFIX + b"*", count=10_000))
+        added = redis_memory(client) - before
+        entries = size * 98 // 100
+        print(
+            f"{size:>9}  backfill {backfill:.2f} s; index memory {added / 2**20:.1f} MiB = "
+            f"{added / entries:.0f} B per entry ({sets} sets)"
+        )
+        medians: dict[str, float] = {}
+        for label, name, values in (
+            ("one store", "StoreId", [10 + n for n in range(2 * repeat)]),
+            ("one user", "UserId", [100 + n for n in range(2 * repeat)]),
+        ):
+            for use_index, picks in ((True, values[:repeat]), (False, values[repeat:])):
+                runs = [asyncio.run(drop(url, name, value, use_index)) for value in picks]
+                path = runs[0][2]
+                assert all(r[2] == path for r in runs), runs
+                seconds = statistics.median(r[0] for r in runs)
+                medians[f"{label} {path}"] = seconds
+                print(
+                    f"{size:>9}  {label:<10} {path:<6} {seconds * 1000:>10.2f} ms "
+                    f"({runs[0][1]} entries)"
+                )
+            ratio = medians[f"{label} scan"] / medians[f"{label} index"]
+            print(f"{size:>9}  {label:<10} scan / index = {ratio:.0f}x")
+        indexer.terminate()
+    return medians
+
+
+def write_rate(client: redis.Redis, url: str, writes: int) -> None:
+    """How fast the indexer keeps up: `writes` SETs pipelined as fast as one client can,
+    timed until an invalidation finds the indexer caught up (it acknowledged)."""
+    client.flushall()
+    info = cast(dict[str, Any], client.info("cpu"))
+    with indexer_process(url) as indexer:
+        while not client.exists(ALIVE):
+            time.sleep(0.01)
+        cpu_before = cpu_seconds(indexer.proc.pid)
+        redis_before = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        commands_before = int(
+            cast(dict[str, Any], client.info("stats"))["total_commands_processed"]
+        )
+        start = time.perf_counter()
+        pipe = client.pipeline(transaction=False)
+        for i in range(writes):
+            pipe.set(f"StoreId={i % 96}_UserId={i // 96}_{'0' * 40}", b"[]", ex=600)
+            if len(pipe) >= 5000:
+                pipe.execute()
+        pipe.execute()
+        written = time.perf_counter() - start
+        _, _, path = asyncio.run(drop(url, "Nothing", 0, True, wait=60))
+        caught_up = time.perf_counter() - start
+        cpu = cpu_seconds(indexer.proc.pid) - cpu_before
+        info = cast(dict[str, Any], client.info("cpu"))
+        redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"]) - redis_before
+        commands = int(cast(dict[str, Any], client.info("stats"))["total_commands_processed"])
+        indexer.terminate()
+    print(
+        f"\nIndexer throughput: {writes} writes in {written:.2f} s, indexed and acknowledged "
+        f"after {caught_up:.2f} s ({path}): {writes / caught_up:,.0f} writes/s kept up with; "
+        f"indexer CPU {cpu / writes * 1e6:.1f} us per write; Redis CPU "
+        f"{redis_cpu / writes * 1e6:.1f} us per write (its SET included); "
+        f"{(commands - commands_before) / writes:.2f} commands per write"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -146,6 +246,8 @@ def main() -> None:
     parser.add_argument(
         "--or-size", type=int, default=1_000_000, help="keys for the OR strategy comparison"
     )
+    parser.add_argument("--index-only", action="store_true", help="only the index rows")
+    parser.add_argument("--writes", type=int, default=200_000, help="writes for the indexer rate")
     args = parser.parse_args()
     methods = {
         "this library": timed(ours),
@@ -155,7 +257,18 @@ def main() -> None:
     with redis_server() as server:
         url = server.url
         client = redis.Redis.from_url(url)
-        print(f"{'keys':>9}  {'method':<20} {'median s':>9} {'wrong deletions':>16} {'missed':>7}")
+        print("The index path against the scan path (same keyspace, median of --repeat):")
+        by_size = {size: index_rows(client, url, size, args.repeat) for size in args.sizes}
+        if len(args.sizes) > 1:
+            small, large = by_size[min(args.sizes)], by_size[max(args.sizes)]
+            for label in ("one store index", "one user index"):
+                print(f"  {label}: largest / smallest size = {large[label] / small[label]:.2f}x")
+        write_rate(client, url, args.writes)
+        if args.index_only:
+            return
+        print(
+            f"\n{'keys':>9}  {'method':<20} {'median s':>9} {'wrong deletions':>16} {'missed':>7}"
+        )
         for size in args.sizes:
             medians = {}
             for name, method in methods.items():
