@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import statistics
@@ -203,40 +204,56 @@ def index_rows(client: redis.Redis, url: str, size: int, repeat: int) -> dict[st
 
 
 def write_rate(client: redis.Redis, url: str, writes: int) -> None:
-    """How fast the indexer keeps up: `writes` SETs pipelined as fast as one client can,
-    timed until an invalidation finds the indexer caught up (it acknowledged)."""
-    client.flushall()
-    info = cast(dict[str, Any], client.info("cpu"))
-    with indexer_process(url) as indexer:
-        while not client.exists(ALIVE):
-            time.sleep(0.01)
-        cpu_before = cpu_seconds(indexer.proc.pid)
-        redis_before = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        commands_before = int(
-            cast(dict[str, Any], client.info("stats"))["total_commands_processed"]
+    """How fast the indexer keeps up, and what it adds: `writes` SETs pipelined as fast as
+    one client can, without an indexer and then with one, timed until an invalidation
+    finds the indexer caught up (it acknowledged)."""
+    print(f"\nIndexer throughput and cost, {writes} writes:")
+    redis_cpu: dict[bool, float] = {}
+    for indexed in (False, True):
+        client.flushall()
+        with contextlib.ExitStack() as stack:
+            indexer = stack.enter_context(indexer_process(url)) if indexed else None
+            while indexed and not client.exists(ALIVE):
+                time.sleep(0.01)
+            cpu_before = cpu_seconds(indexer.proc.pid) if indexer else 0.0
+            redis_before = redis_cpu_seconds(client)
+            commands_before = commands_processed(client)
+            start = time.perf_counter()
+            pipe = client.pipeline(transaction=False)
+            for i in range(writes):
+                pipe.set(f"StoreId={i % 96}_UserId={i // 96}_{'0' * 40}", b"[]", ex=600)
+                if len(pipe) >= 5000:
+                    pipe.execute()
+            pipe.execute()
+            written = time.perf_counter() - start
+            if indexer is None:
+                redis_cpu[indexed] = redis_cpu_seconds(client) - redis_before
+                per_write = redis_cpu[indexed] / writes * 1e6
+                print(f"  no indexer: {written:.2f} s; Redis CPU {per_write:.1f} us per write")
+                continue
+            _, _, path = asyncio.run(drop(url, "Nothing", 0, True, wait=60))
+            caught_up = time.perf_counter() - start
+            cpu = cpu_seconds(indexer.proc.pid) - cpu_before
+            redis_cpu[indexed] = redis_cpu_seconds(client) - redis_before
+            commands = commands_processed(client) - commands_before - writes
+            indexer.terminate()
+        print(
+            f"  indexer: writes took {written:.2f} s, all indexed and acknowledged ({path}) "
+            f"after {caught_up:.2f} s = {writes / caught_up:,.0f} writes/s kept up with\n"
+            f"  indexer CPU {cpu / writes * 1e6:.1f} us per write; Redis CPU "
+            f"{redis_cpu[indexed] / writes * 1e6:.1f} us per write "
+            f"({redis_cpu[True] / redis_cpu[False]:.2f}x without); "
+            f"{commands / writes:.2f} extra commands per write"
         )
-        start = time.perf_counter()
-        pipe = client.pipeline(transaction=False)
-        for i in range(writes):
-            pipe.set(f"StoreId={i % 96}_UserId={i // 96}_{'0' * 40}", b"[]", ex=600)
-            if len(pipe) >= 5000:
-                pipe.execute()
-        pipe.execute()
-        written = time.perf_counter() - start
-        _, _, path = asyncio.run(drop(url, "Nothing", 0, True, wait=60))
-        caught_up = time.perf_counter() - start
-        cpu = cpu_seconds(indexer.proc.pid) - cpu_before
-        info = cast(dict[str, Any], client.info("cpu"))
-        redis_cpu = float(info["used_cpu_user"]) + float(info["used_cpu_sys"]) - redis_before
-        commands = int(cast(dict[str, Any], client.info("stats"))["total_commands_processed"])
-        indexer.terminate()
-    print(
-        f"\nIndexer throughput: {writes} writes in {written:.2f} s, indexed and acknowledged "
-        f"after {caught_up:.2f} s ({path}): {writes / caught_up:,.0f} writes/s kept up with; "
-        f"indexer CPU {cpu / writes * 1e6:.1f} us per write; Redis CPU "
-        f"{redis_cpu / writes * 1e6:.1f} us per write (its SET included); "
-        f"{(commands - commands_before) / writes:.2f} commands per write"
-    )
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    info = cast(dict[str, Any], client.info("cpu"))
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def commands_processed(client: redis.Redis) -> int:
+    return int(cast(dict[str, Any], client.info("stats"))["total_commands_processed"])
 
 
 def main() -> None:

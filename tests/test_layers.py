@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "_mysql": {"_node", "_support", "_errors"},
     "_fills": {"_redis", "_node", "_support", "_errors", "_stats", "_telemetry"},
     "_telemetry": {"_errors", "_stats"},
+    "_index": {"_redis", "_node", "_support", "_errors"},
 }
 # Third-party I/O packages a layer must not touch.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -29,6 +30,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_mysql": {"redis", "hiredis"},
     "_fills": {"redis", "hiredis", "aiomysql", "asyncmy", "pymysql"},
     "_telemetry": {"redis", "hiredis", "aiomysql", "asyncmy", "pymysql"},
+    "_index": {"aiomysql", "asyncmy", "pymysql"},
 }
 
 

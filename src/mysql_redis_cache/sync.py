@@ -13,6 +13,7 @@ classes there.
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -197,9 +198,11 @@ class MRCServer:
         name: as for the async class.
         meter_provider: as for the async class.
         tracer_provider: as for the async class.
+        use_index: as for the async class.
+        index_wait: as for the async class.
 
     Raises:
-        ConfigError: a bad Redis config, naming the bad part.
+        ConfigError: a bad Redis config or option, naming the bad part.
     """
 
     def __init__(
@@ -209,10 +212,17 @@ class MRCServer:
         name: str | None = None,
         meter_provider: Any = None,
         tracer_provider: Any = None,
+        use_index: bool = True,
+        index_wait: float = 0.5,
     ) -> None:
         """Check the configuration; nothing connects until the first call."""
         self._async = _server.MRCServer(
-            redis_config, name=name, meter_provider=meter_provider, tracer_provider=tracer_provider
+            redis_config,
+            name=name,
+            meter_provider=meter_provider,
+            tracer_provider=tracer_provider,
+            use_index=use_index,
+            index_wait=index_wait,
         )
         self._portal = _portal("MRCServer")
 
@@ -236,6 +246,16 @@ class MRCServer:
             )
         )
         return result
+
+    @property
+    def paths(self) -> collections.Counter[str]:
+        """How many invalidations took each path: "index" or "scan"."""
+        return self._async.paths
+
+    @property
+    def last_path(self) -> str:
+        """The path the last invalidation took: "index" or "scan" ("" before any)."""
+        return self._async.last_path
 
     def close_redis_connection(self) -> None:
         """Close the Redis connections; the next call reopens them."""
