@@ -103,9 +103,7 @@ class Follower:
         cursor = 0
         while True:
             cursor, keys = await self._scan(cursor)
-            wanted = [key for key in keys if segments_of(key)]
-            if wanted:
-                self.indexed += await self._store.add(wanted)
+            await self._flush(keys, [segments_of(key) for key in keys])
             if cursor == 0:
                 break
         self._filled = True
@@ -139,6 +137,7 @@ class Follower:
     async def _apply(self, batch: list[Any], probe: bytes, changes: int) -> None:
         """Index what the notifications name, in order; acknowledge barriers."""
         pending: list[bytes] = []
+        held: list[list[bytes]] = []
         for message in batch:
             if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
                 continue  # a PING's answer
@@ -147,7 +146,7 @@ class Follower:
                 if key.startswith(PREFIX):
                     raise SessionEnded(f"Redis evicted the index's {key!r}")
             elif is_barrier(key):
-                await self._flush(pending)
+                await self._flush(pending, held)
                 if key == probe:
                     self._probed = True
                     await self._command("UNLINK", probe)
@@ -156,11 +155,17 @@ class Follower:
                         raise SessionEnded("CONFIG SET ran: notifications may have paused")
                     await self._store.ack(key, self._who)
                     self.acks += 1
-            elif segments_of(key):
+            elif segments := segments_of(key):
                 pending.append(key)
-        await self._flush(pending)
+                held.append(segments)
+        await self._flush(pending, held)
 
-    async def _flush(self, keys: list[bytes]) -> None:
-        if keys:
-            self.indexed += await self._store.add(keys)
-            keys.clear()
+    async def _flush(self, keys: list[bytes], segments: list[list[bytes]]) -> None:
+        """Index `keys` that have segments; empty both lists."""
+        wanted = [at for at, held in enumerate(segments) if held]
+        if wanted:
+            self.indexed += await self._store.add(
+                [keys[at] for at in wanted], [segments[at] for at in wanted]
+            )
+        keys.clear()
+        segments.clear()

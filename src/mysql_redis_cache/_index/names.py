@@ -3,9 +3,9 @@
 A token `Name=value` matches a cache key when `_Name=value_` is a run of the key's
 `_`-separated segments. The token's first `_`-separated piece that holds '=' (names may
 hold `_`, never '=') is then one whole segment of the key, so the index keeps, per
-segment that holds '=', the set of keys having it. An invalidation reads the set of each token's first
-piece and checks every member with the same `matches` as the SCAN path: the index only
-narrows the keys to check, it never decides a match.
+segment that holds '=', the set of keys having it. An invalidation reads the set of that
+piece of each token and checks every member with the same `matches` as the SCAN path:
+the index only narrows the keys to check, it never decides a match.
 
 Every index key shares the hash tag `{mrc:idx}`, so on a Cluster the scripts that update
 several sets at once run in one slot.
@@ -13,6 +13,7 @@ several sets at once run in one slot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from .._redis.fills import guarded_entry
@@ -39,6 +40,7 @@ def segments_of(key: bytes) -> list[bytes]:
     return found
 
 
+@functools.lru_cache(maxsize=65_536)  # segments repeat: StoreId=6 in every key of a store
 def set_of(segment: bytes) -> bytes:
     """The index set of the keys holding `segment`."""
     return SET_PREFIX + hashlib.sha1(segment).hexdigest().encode()

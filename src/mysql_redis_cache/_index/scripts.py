@@ -9,26 +9,35 @@ re-added with a later score, so it is never lost.
 
 from __future__ import annotations
 
-# KEYS: due, then the sets; ARGV, per member: member, ttl_ms (-1: none),
-# recheck_ms ('' : at expiry), count of sets, then that many indexes into KEYS.
+# KEYS: due, then the sets; ARGV, per member: the member, then "<ttl> <recheck> <sets>":
+# ttl_ms (-1: none; '?': read it here, which only a single server allows, the member
+# being in another slot), recheck_ms ('-': at expiry), and the member's sets as indexes
+# into KEYS joined by ','. Two arguments a member: packing them is most of the
+# indexer's own cost. A member whose key is gone is left out. Returns how many were
+# indexed.
 ADD = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local i = 1
-while i <= #ARGV do
-  local member, ttl, recheck = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local score
-  if ttl < 0 then score = math.huge else score = now + ttl end
-  if recheck ~= '' and now + tonumber(recheck) < score then score = now + tonumber(recheck) end
-  local n = tonumber(ARGV[i + 3])
-  for j = 1, n do
-    local set = KEYS[tonumber(ARGV[i + 3 + j])]
-    redis.call('ZADD', set, score, member)
-    redis.call('ZADD', KEYS[1], 'LT', score, set)
+local earliest = {}
+local added = 0
+for i = 1, #ARGV, 2 do
+  local member = ARGV[i]
+  local ttl, recheck, sets = string.match(ARGV[i + 1], '^(%S+) (%S+) (%S+)$')
+  if ttl == '?' then ttl = redis.call('PTTL', member) else ttl = tonumber(ttl) end
+  if ttl ~= -2 then
+    local score
+    if ttl < 0 then score = math.huge else score = now + ttl end
+    if recheck ~= '-' and now + tonumber(recheck) < score then score = now + tonumber(recheck) end
+    for set in string.gmatch(sets, '%d+') do
+      set = tonumber(set)
+      redis.call('ZADD', KEYS[set], score, member)
+      if earliest[set] == nil or score < earliest[set] then earliest[set] = score end
+    end
+    added = added + 1
   end
-  i = i + 4 + n
 end
-return 0
+for set, score in pairs(earliest) do redis.call('ZADD', KEYS[1], 'LT', score, KEYS[set]) end
+return added
 """
 
 # KEYS: due, set; ARGV, per member: member, score seen, ttl_ms now

@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .._redis.fills import guarded_entry
-from .names import ALIVE, DUE, ack_of, segments_of, set_of
+from .names import ALIVE, DUE, ack_of, set_of
 from .scripts import ADD, PRUNE
 
 MARKER_RECHECK_MS = 10_000  # fill markers live as long as their fill: look again soon
@@ -23,6 +23,7 @@ class IndexStore:
 
     def __init__(self, client: aioredis.Redis | aioredis.RedisCluster) -> None:
         self._client = client
+        self._cluster = isinstance(client, aioredis.RedisCluster)
         self._add = client.register_script(ADD)
         self._prune = client.register_script(PRUNE)
 
@@ -32,26 +33,25 @@ class IndexStore:
                 pipe.pttl(key)
             return list(await pipe.execute(raise_on_error=False))
 
-    async def add(self, keys: Sequence[bytes]) -> int:
-        """Index `keys` (cache keys and fill markers) with their TTLs as they are now;
-        keys already gone are left out. Returns how many were indexed."""
-        ttls = await self._ttls(keys)
-        sets: dict[bytes, int] = {DUE: 1}
-        args: list[bytes | int | str] = []
-        added = 0
-        for key, ttl in zip(keys, ttls, strict=True):
+    async def add(self, keys: Sequence[bytes], segments: Sequence[list[bytes]]) -> int:
+        """Index `keys` (cache keys and fill markers, with their `segments_of`) with their
+        TTLs as they are now; keys already gone are left out. Returns how many were
+        indexed."""
+        # A single server lets the script read each TTL; a Cluster's keys are elsewhere.
+        ttls: list[Any] = await self._ttls(keys) if self._cluster else [b"?"] * len(keys)
+        sets: dict[bytes, bytes] = {DUE: b"1"}
+        args: list[bytes] = []
+        for key, ttl, held in zip(keys, ttls, segments, strict=True):
             if isinstance(ttl, Exception):  # moved mid-reshard, say: look again soon
                 ttl = MARKER_RECHECK_MS
             elif ttl == -2:
                 continue
-            segments = segments_of(key)
-            indexes = [sets.setdefault(set_of(s), len(sets) + 1) for s in segments]
-            recheck = MARKER_RECHECK_MS if guarded_entry(key) is not None else ""
-            args += [key, ttl, recheck, len(indexes), *indexes]
-            added += 1
-        if added:
-            await self._add(keys=list(sets), args=args)
-        return added
+            indexes = b",".join(sets.setdefault(set_of(s), b"%d" % (len(sets) + 1)) for s in held)
+            recheck = b"%d" % MARKER_RECHECK_MS if guarded_entry(key) is not None else b"-"
+            args += (key, b"%s %s %s" % (ttl if ttl == b"?" else b"%d" % ttl, recheck, indexes))
+        if not args:
+            return 0
+        return int(await self._add(keys=list(sets), args=args))
 
     async def ack(self, barrier: bytes, who: bytes) -> None:
         """Tell the invalidation that wrote `barrier` that the index holds every key
