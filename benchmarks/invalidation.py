@@ -163,7 +163,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def redis_memory(client: redis.Redis) -> int:
-    return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
+    return int(client.info("memory")["used_memory"])
 
 
 def index_rows(client: redis.Redis, url: str, size: int, repeat: int) -> dict[str, float]:
@@ -248,12 +248,12 @@ def write_rate(client: redis.Redis, url: str, writes: int) -> None:
 
 
 def redis_cpu_seconds(client: redis.Redis) -> float:
-    info = cast(dict[str, Any], client.info("cpu"))
+    info = client.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def commands_processed(client: redis.Redis) -> int:
-    return int(cast(dict[str, Any], client.info("stats"))["total_commands_processed"])
+    return int(client.info("stats")["total_commands_processed"])
 
 
 def main() -> None:

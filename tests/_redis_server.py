@@ -96,11 +96,12 @@ def tls_redis_server() -> Iterator[str]:
 
 
 @contextmanager
-def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
-    """A real Redis Cluster of `masters` primaries on loopback ports; stopped by PID."""
+def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[list[int]]:
+    """A real Redis Cluster of `masters` primaries (and `replicas` replicas each) on
+    loopback ports; stopped by PID."""
     with tempfile.TemporaryDirectory() as workdir:
         procs: list[subprocess.Popen[bytes]] = []
-        ports = [_free_cluster_port() for _ in range(masters)]
+        ports = [_free_cluster_port() for _ in range(masters * (1 + replicas))]
         try:
             for port in ports:
                 command = [
@@ -113,7 +114,7 @@ def redis_cluster(masters: int = 3) -> Iterator[list[int]]:
             for port in ports:
                 _wait_for_port(port)
             create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            create += ["--cluster-replicas", "0", "--cluster-yes"]
+            create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
             subprocess.run(create, check=True, capture_output=True, timeout=60)
             deadline = time.monotonic() + 30
             while not all("cluster_state:ok" in _cluster_info(p) for p in ports):

@@ -115,7 +115,7 @@ async def test_entries_written_through_faults_are_never_missed(
         await phase("resumed", expect="index")
 
         killed = [cache_key("Phase=killed", f"UserId={n}") for n in range(50)]
-        sync.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        sync.client_kill_filter(_type="pubsub")
         write(sync, killed)  # while it reconnects and rebuilds
         wait_alive(sync)
         assert await index_answers(private.url)
@@ -139,7 +139,7 @@ async def test_entries_written_through_faults_are_never_missed(
     assert paths["killed"] == paths["silent"] == "index", paths
 
 
-async def index_answers(url: str, seconds: float = 30.0) -> bool:
+async def index_answers(url: str | dict[str, Any], seconds: float = 30.0) -> bool:
     """Wait until an invalidation takes the index path (with nothing to drop)."""
     async with MRCServer(url, index_wait=0.2) as server:
         for _ in range(int(seconds / 0.2)):
@@ -253,6 +253,42 @@ async def test_cluster_index(sync: redis.Redis) -> None:
         cluster.close()
 
 
+async def test_cluster_failover_rebuilds_and_misses_nothing() -> None:
+    """A replica taking over a shard: the indexer starts over on the new primaries, and
+    entries written through the failover are all dropped."""
+    with redis_cluster(3, replicas=1) as ports:
+        url = f"redis://127.0.0.1:{ports[0]}"
+        config = {"url": url, "cluster": True}
+        async with MRCIndexer(config) as indexer:
+            replica = next(
+                port
+                for port in ports
+                if redis.Redis(port=port).info("replication")["role"] == "slave"
+            )
+            node = redis.Redis(port=replica)
+            before = [cache_key("Phase=before", f"UserId={n}") for n in range(200)]
+            cluster = redis.RedisCluster.from_url(url)
+            for key in before:
+                cluster.set(key, b"[]", ex=600)
+            assert until(lambda: node.info("replication")["master_link_status"] == "up", 60)
+            node.execute_command("CLUSTER", "FAILOVER")
+            assert until(lambda: node.info("replication")["role"] == "master", 30)
+            cluster.close()
+            cluster = redis.RedisCluster.from_url(url)  # the new topology
+            during = [cache_key("Phase=during", f"UserId={n}") for n in range(200)]
+            for key in during:
+                cluster.set(key, b"[]", ex=600)
+            assert await index_answers(config, 60)
+            async with MRCServer(config) as server:
+                assert await server.drop_outdated_cache(["Phase"], ["before"]) == 200
+                assert await server.drop_outdated_cache(["Phase"], ["during"]) == 200
+                assert server.paths == {"index": 2}
+            assert indexer.rebuilds >= 1
+            assert sum(cluster.exists(key) for key in before + during) == 0
+            cluster.close()
+            node.close()
+
+
 def test_sigterm_leaves_nothing_running_and_nothing_trusted(
     private: RedisProcess, sync: redis.Redis
 ) -> None:
@@ -263,7 +299,7 @@ def test_sigterm_leaves_nothing_running_and_nothing_trusted(
         code, out, err = indexer.terminate()
     assert code == 0, err
     assert "stopped:" in out
-    assert sync.execute_command("CLIENT", "LIST", "TYPE", "pubsub") == b""
+    assert sync.client_list(_type="pubsub") == []
     assert len(sync.client_list()) == 1  # ours only
     keys = [cache_key("StoreId=1", f"UserId={n}") for n in range(30)]
     write(sync, keys)  # written after the indexer stopped: not in the index
@@ -306,9 +342,10 @@ def test_notifications_refused_is_one_clear_line(capsys: pytest.CaptureFixture[s
     line naming what to set."""
     with redis_server() as server:
         admin = redis.Redis.from_url(server.url)
-        admin.execute_command(
-            "ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-config|set"
-        )
+        admin.acl_setuser(
+            "app", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+            commands=["+@all", "-config|set"],
+        )  # fmt: skip
         url = f"redis://app:pw@127.0.0.1:{server.port}/0"
         assert main(["index", "--redis-url", url]) == 2
         err = capsys.readouterr().err

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import NotificationsOffError
 from .names import PREFIX, barrier, is_barrier, segments_of
-from .notifications import EVENTS, EVICTED, Command, config_changes, ensure
+from .notifications import EVENTS, EVICTED, Command, ensure, node_state
 from .store import IndexStore
 
 logger = logging.getLogger("mysql_redis_cache")
@@ -70,7 +70,7 @@ class Follower:
         """One session; returns only by raising (the session ended)."""
         self._probed = self._filled = False
         evictions = await ensure(self._command, self.where)
-        changes = await config_changes(self._command)
+        state = await node_state(self._command)
         conn = await self._connect()
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -84,7 +84,7 @@ class Follower:
                     raise SessionEnded(f"SUBSCRIBE answered {reply!r}")
             probe = barrier(b"probe:" + secrets.token_hex(8).encode(), self._tag)
             await self._command("SET", probe, b"", "PX", 60_000)
-            consume = asyncio.create_task(self._consume(conn, probe, changes))
+            consume = asyncio.create_task(self._consume(conn, probe, state))
             backfill = asyncio.create_task(self._backfill())
             tasks += (consume, backfill)
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -109,7 +109,7 @@ class Follower:
         self._filled = True
         logger.info("the invalidation index holds every key of %s", self.where)
 
-    async def _consume(self, conn: Any, probe: bytes, changes: int) -> None:
+    async def _consume(self, conn: Any, probe: bytes, state: tuple[int, str, str]) -> None:
         pinged = False
         while True:
             message = await conn.read_response(timeout=IDLE, push_request=True)
@@ -132,9 +132,9 @@ class Follower:
                 if more is None:
                     break
                 batch.append(more)
-            await self._apply(batch, probe, changes)
+            await self._apply(batch, probe, state)
 
-    async def _apply(self, batch: list[Any], probe: bytes, changes: int) -> None:
+    async def _apply(self, batch: list[Any], probe: bytes, state: tuple[int, str, str]) -> None:
         """Index what the notifications name, in order; acknowledge barriers."""
         pending: list[bytes] = []
         held: list[list[bytes]] = []
@@ -151,8 +151,11 @@ class Follower:
                     self._probed = True
                     await self._command("UNLINK", probe)
                 elif self.complete:
-                    if await config_changes(self._command) != changes:
-                        raise SessionEnded("CONFIG SET ran: notifications may have paused")
+                    if (now := await node_state(self._command)) != state:
+                        raise SessionEnded(
+                            f"{self.where} changed ({state} -> {now}: CONFIG SET ran, or a "
+                            "failover): writes may have gone unnotified"
+                        )
                     await self._store.ack(key, self._who)
                     self.acks += 1
             elif segments := segments_of(key):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import redis.asyncio as aioredis
 
@@ -182,12 +182,13 @@ def _follower(client: aioredis.Redis, store: IndexStore, who: bytes, where: str)
     pool = client.connection_pool
 
     async def connect() -> Any:
-        conn = pool.make_connection()
+        conn = pool.make_connection()  # type: ignore[no-untyped-call]
         await conn.connect()
         return conn
 
     async def scan(cursor: int) -> tuple[int, list[bytes]]:
-        return await client.scan(cursor, count=SCAN_COUNT)  # type: ignore[no-any-return]
+        found, keys = await client.scan(cursor, count=SCAN_COUNT)
+        return found, cast(list[bytes], keys)
 
     db = int(pool.connection_kwargs.get("db") or 0)
     return Follower(where, connect, client.execute_command, scan, store, who, db)

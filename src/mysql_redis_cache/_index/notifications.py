@@ -78,19 +78,24 @@ def _pairs(reply: Any) -> list[tuple[str, str]]:
     ]
 
 
-async def config_changes(command: Command) -> int:
-    """How many CONFIG SET calls the node has counted: any change since the index began
-    may have switched notifications off and on again, losing writes in between."""
-    info = await command("INFO", "commandstats")
+async def node_state(command: Command) -> tuple[int, str, str]:
+    """What must not change while a session trusts its view of a node: how many CONFIG
+    SET calls it has counted (any may have switched notifications off and on again,
+    losing writes in between), its role and its replication ID (a failover, or a full
+    resync that loads keys without notifications)."""
+    info = await command("INFO", "commandstats", "replication")
     if isinstance(info, bytes):
         info = info.decode()
-    if isinstance(info, dict):
-        stats = info.get("cmdstat_config|set") or {}
-        return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
-    for line in str(info).splitlines():
-        if line.startswith("cmdstat_config|set:"):
-            for field in line.split(":", 1)[1].split(","):
-                name, _, value = field.partition("=")
-                if name == "calls":
-                    return int(value)
-    return 0
+    if isinstance(info, str):
+        fields: dict[str, Any] = {}
+        for line in info.splitlines():
+            name, _, value = line.partition(":")
+            fields[name] = value
+        calls = 0
+        for field in str(fields.get("cmdstat_config|set", "")).split(","):
+            if field.startswith("calls="):
+                calls = int(field.removeprefix("calls="))
+        return calls, str(fields.get("role")), str(fields.get("master_replid"))
+    stats = info.get("cmdstat_config|set") or {}
+    calls = int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+    return calls, str(info.get("role")), str(info.get("master_replid"))
