@@ -24,8 +24,9 @@ class IndexerProcess:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._out = tempfile.TemporaryFile()  # files, not pipes: nothing blocks on them
-        self._err = tempfile.TemporaryFile()
+        # files, not pipes: nothing blocks on them; closed in kill()
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from mysql_redis_cache._cli import run; run()",
              "index", "--redis-url", url, "--verbose"],

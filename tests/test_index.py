@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from mysql_redis_cache import MRCIndexer, MRCServer, NotificationsOffError
 from mysql_redis_cache._cli import main
@@ -349,7 +348,9 @@ def test_notifications_refused_is_one_clear_line(capsys: pytest.CaptureFixture[s
         url = f"redis://app:pw@127.0.0.1:{server.port}/0"
         assert main(["index", "--redis-url", url]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "notify-keyspace-events" in err and "E$g" in err, err
+        assert err.count("\n") == 1, err
+        assert "notify-keyspace-events" in err, err
+        assert "E$g" in err, err
 
         async def run() -> None:
             await MRCIndexer(url).run()
