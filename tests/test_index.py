@@ -270,7 +270,16 @@ async def test_cluster_failover_rebuilds_and_misses_nothing() -> None:
             for key in before:
                 cluster.set(key, b"[]", ex=600)
             assert until(lambda: node.info("replication")["master_link_status"] == "up", 60)
-            node.execute_command("CLUSTER", "FAILOVER")
+            primary = redis.Redis(port=int(node.info("replication")["master_port"]))
+            assert until(
+                lambda: (
+                    node.info("replication")["master_repl_offset"]
+                    == primary.info("replication")["master_repl_offset"]
+                ),
+                30,
+            )
+            primary.close()
+            node.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
             assert until(lambda: node.info("replication")["role"] == "master", 30)
             cluster.close()
             cluster = redis.RedisCluster.from_url(url)  # the new topology
@@ -278,12 +287,18 @@ async def test_cluster_failover_rebuilds_and_misses_nothing() -> None:
             for key in during:
                 cluster.set(key, b"[]", ex=600)
             assert await index_answers(config, 60)
+            # what the failover kept (a write acknowledged by a primary just before it
+            # stepped down can be lost, as Redis documents): every one must be dropped
+            kept = sum(cluster.exists(k) for k in before)
             async with MRCServer(config) as server:
-                assert await server.drop_outdated_cache(["Phase"], ["before"]) == 200
-                assert await server.drop_outdated_cache(["Phase"], ["during"]) == 200
+                counts = [
+                    await server.drop_outdated_cache(["Phase"], [phase])
+                    for phase in ("before", "during")
+                ]
+                assert counts == [kept, 200]
                 assert server.paths == {"index": 2}
+            assert sum(cluster.exists(k) for k in before + during) == 0
             assert indexer.rebuilds >= 1
-            assert sum(cluster.exists(key) for key in before + during) == 0
             cluster.close()
             node.close()
 

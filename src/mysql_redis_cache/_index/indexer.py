@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Coroutine
 from typing import Any, Self, cast
 
 import redis.asyncio as aioredis
@@ -100,18 +101,31 @@ class MRCIndexer:
         """Follow every primary until one of them fails."""
         client = self._redis.client()
         store = IndexStore(client)
-        if isinstance(client, aioredis.RedisCluster):
-            await client.initialize()
-            self._followers = _cluster_followers(client, store, self._who)
-        else:
+        if not isinstance(client, aioredis.RedisCluster):
             self._followers = [_follower(client, store, self._who, self._redis.where)]
+            await self._follow(store)
+            return
+        nodes: list[Any] = []
+        try:
+            await client.initialize()
+            nodes = client.get_primaries()
+            self._followers = _cluster_followers(client, store, self._who)
+            await self._follow(store, _watch_topology(client))
+        finally:
+            # A topology refresh drops nodes from the client's cache without closing
+            # connections in use at the time: close what this session used, then start
+            # the next one on a fresh client.
+            await asyncio.gather(*(node.disconnect() for node in nodes), return_exceptions=True)
+            await self._redis.close_current()
+
+    async def _follow(self, store: IndexStore, *more: Coroutine[Any, Any, None]) -> None:
         async with asyncio.TaskGroup() as group:
             for follower in self._followers:
                 group.create_task(follower.follow())
             group.create_task(self._beat(store))
             group.create_task(self._prune(store))
-            if isinstance(client, aioredis.RedisCluster):
-                group.create_task(_watch_topology(client))
+            for extra in more:
+                group.create_task(extra)
 
     async def _beat(self, store: IndexStore) -> None:
         """Renew the heartbeat while complete (first written as soon as complete)."""
@@ -174,7 +188,11 @@ def _first(exc: Exception) -> BaseException:
     """The error that ended a session, as the library would raise it: a configuration
     error (notifications off, refused credentials) before anything else."""
     errors = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
-    found = [_first(e) if isinstance(e, ExceptionGroup) else translate(e, "index") for e in errors]
+    found = [
+        _first(e) if isinstance(e, ExceptionGroup) else e if isinstance(e, SessionEnded)
+        else translate(e, "index")
+        for e in errors
+    ]  # fmt: skip
     return next((e for e in found if isinstance(e, ConfigError)), found[0])
 
 

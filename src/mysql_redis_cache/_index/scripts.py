@@ -18,6 +18,7 @@ from __future__ import annotations
 ADD = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local pending = {}  -- per set: score, member, score, member... for one ZADD each
 local earliest = {}
 local added = 0
 for i = 1, #ARGV, 2 do
@@ -30,11 +31,21 @@ for i = 1, #ARGV, 2 do
     if recheck ~= '-' and now + tonumber(recheck) < score then score = now + tonumber(recheck) end
     for set in string.gmatch(sets, '%d+') do
       set = tonumber(set)
-      redis.call('ZADD', KEYS[set], score, member)
+      local args = pending[set]
+      if args == nil then args = {}; pending[set] = args end
+      args[#args + 1] = score
+      args[#args + 1] = member
+      if #args >= 2000 then
+        redis.call('ZADD', KEYS[set], unpack(args))
+        pending[set] = {}
+      end
       if earliest[set] == nil or score < earliest[set] then earliest[set] = score end
     end
     added = added + 1
   end
+end
+for set, args in pairs(pending) do
+  if #args > 0 then redis.call('ZADD', KEYS[set], unpack(args)) end
 end
 for set, score in pairs(earliest) do redis.call('ZADD', KEYS[1], 'LT', score, KEYS[set]) end
 return added
