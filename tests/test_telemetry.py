@@ -276,8 +276,11 @@ async def test_durations_are_bucketed_in_seconds(
         assert [0.005, 0.01] == list(point.explicit_bounds[:2])
         assert 10 == point.explicit_bounds[-1]
     assert 1 == fill.count
-    # bucket 1 is (0.005, 0.01]: a 7 ms fill (plus its Redis steps) lands there
-    assert (0, 1) == (fill.bucket_counts[0], fill.bucket_counts[1])
+    # bucket 1 is (0.005, 0.01]: a 7 ms fill (plus its Redis steps) lands there, or a
+    # little above on a busy machine; recorded in milliseconds it would land above 5 s
+    bucket = next(i for i, count in enumerate(fill.bucket_counts) if count)
+    assert 1 <= bucket
+    assert fill.explicit_bounds[bucket] <= 0.1
 
 
 @pytest.mark.otel

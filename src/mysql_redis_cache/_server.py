@@ -149,9 +149,11 @@ class MRCServer:
     ) -> int:
         """`drop_outdated_cache`'s work: through the index when an indexer proves it
         complete, else by scanning."""
+        counts = DropProgress()
+        # the database's size for progress reports, before the stamps add to it
+        size = await self._redis.dbsize() if progress is not None else 0
         if not dry_run:
             await self._redis.stamp(tokens)  # before the proof or scan: see _redis/fills.py
-        counts = DropProgress()
         why = await self._prove() if self._use_index else "use_index is off"
         self._last_path = "scan" if why else "index"
         self.paths[self._last_path] += 1
@@ -164,7 +166,7 @@ class MRCServer:
             if self._use_index and not self._scanning_logged:
                 logger.info("invalidations scan the keyspace: %s", why)
                 self._scanning_logged = True
-            await self._scan(tokens, require_all_match, dry_run, progress, counts)
+            await self._scan(tokens, require_all_match, dry_run, progress, counts, size)
         result = counts.matched if dry_run else counts.deleted
         logger.debug("dropped %d cache entries for %s (dry run: %s)", result, tokens, dry_run)
         return result
@@ -208,6 +210,7 @@ class MRCServer:
         dry_run: bool,
         progress: Callable[[DropProgress], object] | None,
         counts: DropProgress,
+        size: int,
     ) -> None:
         """SCAN for the tokens and delete what `matches` confirms: O(keys in Redis)."""
         # AND: every doomed key holds the first token. OR: one filtered scan per token,
@@ -216,7 +219,7 @@ class MRCServer:
         scans: list[bytes | None] = list(tokens[:1] if require_all_match else tokens)
         if len(scans) > MAX_FILTERED_SCANS:
             scans = [None]
-        counts.total = await self._redis.dbsize() * len(scans)
+        counts.total = size * len(scans)
         stamped = time.monotonic()
         for index, token in enumerate(scans):
             earlier = tokens[:index] if token is not None else []
