@@ -279,7 +279,7 @@ async def test_cluster_failover_rebuilds_and_misses_nothing() -> None:
                 30,
             )
             primary.close()
-            node.execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            node.cluster("FAILOVER", "TAKEOVER")
             assert until(lambda: node.info("replication")["role"] == "master", 30)
             cluster.close()
             cluster = redis.RedisCluster.from_url(url)  # the new topology
