@@ -193,6 +193,7 @@ def index_rows(client: redis.Redis, url: str, size: int, repeat: int) -> dict[st
                 assert all(r[2] == path for r in runs), runs
                 seconds = statistics.median(r[0] for r in runs)
                 medians[f"{label} {path}"] = seconds
+                medians[f"{label} {path} per entry"] = seconds / max(runs[0][1], 1)
                 print(
                     f"{size:>9}  {label:<10} {path:<6} {seconds * 1000:>10.2f} ms "
                     f"({runs[0][1]} entries)"
@@ -278,7 +279,7 @@ def main() -> None:
         by_size = {size: index_rows(client, url, size, args.repeat) for size in args.sizes}
         if len(args.sizes) > 1:
             small, large = by_size[min(args.sizes)], by_size[max(args.sizes)]
-            for label in ("one store index", "one user index"):
+            for label in ("one store index", "one store index per entry", "one user index"):
                 print(f"  {label}: largest / smallest size = {large[label] / small[label]:.2f}x")
         write_rate(client, url, args.writes)
         if args.index_only:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from mysql_redis_cache import MRCIndexer, MRCServer, NotificationsOffError
+from mysql_redis_cache import CacheAuthError, MRCIndexer, MRCServer, NotificationsOffError
 from mysql_redis_cache._cli import main
-from mysql_redis_cache._index.names import PREFIX, SET_PREFIX
+from mysql_redis_cache._index.names import PREFIX, SET_PREFIX, set_for_token
 from mysql_redis_cache._redis.fills import marker_of, stamp_of
 
 from ._indexer import cache_key, indexer_process, wait_alive
@@ -398,3 +398,43 @@ async def test_scanning_is_said_once(
     lines = [r.getMessage() for r in caplog.records if "scan the keyspace" in r.getMessage()]
     assert lines == ["invalidations scan the keyspace: no indexer is running"]
     assert server.paths == {"scan": 3}
+
+
+async def test_a_killed_indexer_is_never_trusted(private: RedisProcess, sync: redis.Redis) -> None:
+    """SIGKILL leaves the heartbeat behind for a moment: invalidations wait for an
+    acknowledgement that never comes, then scan, and find what was written since."""
+    with indexer_process(private.url) as indexer:
+        wait_alive(sync)
+        indexer.proc.kill()
+        indexer.proc.wait(timeout=10)
+    keys = [cache_key("StoreId=4", f"UserId={n}") for n in range(40)]
+    write(sync, keys)
+    async with MRCServer(private.url, index_wait=0.2) as server:
+        assert await server.drop_outdated_cache(["StoreId"], [4]) == 40
+        assert server.last_path == "scan"
+    assert left(sync, keys) == 0
+
+
+async def test_a_damaged_index_falls_back_to_the_scan(
+    private: RedisProcess, sync: redis.Redis, indexer: MRCIndexer
+) -> None:
+    """A key of the index overwritten by something else (WRONGTYPE): the scan finishes
+    the job instead of the invalidation failing."""
+    keys = [cache_key("StoreId=5", f"UserId={n}") for n in range(40)]
+    write(sync, keys)
+    async with MRCServer(private.url) as server:
+        await server.drop_outdated_cache(["Nothing"], ["here"])
+        assert server.last_path == "index"
+        sync.delete(set_for_token(b"StoreId=5"))
+        sync.set(set_for_token(b"StoreId=5"), b"not a sorted set")
+        assert await server.drop_outdated_cache(["StoreId"], [5]) == 40
+        assert server.paths == {"index": 1, "scan": 1}
+    assert left(sync, keys) == 0
+
+
+def test_refused_credentials_stop_the_indexer() -> None:
+    with redis_server("--requirepass", "right") as server:
+        url = f"redis://:wrong@127.0.0.1:{server.port}/0"
+        with pytest.raises(CacheAuthError):
+            asyncio.run(MRCIndexer(url).run())
+        assert main(["index", "--redis-url", url]) == 2

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from ._errors import ConfigError
+from ._errors import CacheError, CacheUnavailableError, ConfigError
 from ._index import proof
 from ._redis.fills import STAMP_REFRESH, guarded_entry
 from ._redis.holder import Doomed, RedisConfig, RedisHolder, redis_errors
@@ -155,14 +155,19 @@ class MRCServer:
         if not dry_run:
             await self._redis.stamp(tokens)  # before the proof or scan: see _redis/fills.py
         why = await self._prove() if self._use_index else "use_index is off"
+        if why is None:
+            try:
+                await self._drop_indexed(tokens, require_all_match, dry_run, progress, counts)
+            except CacheUnavailableError:
+                raise
+            except CacheError as exc:  # an index set that is not one (WRONGTYPE), say
+                why = f"the index could not be read ({exc})"
         self._last_path = "scan" if why else "index"
         self.paths[self._last_path] += 1
-        if why is None:
-            if self._scanning_logged:
-                logger.info("invalidations use the index again")
-                self._scanning_logged = False
-            await self._drop_indexed(tokens, require_all_match, dry_run, progress, counts)
-        else:
+        if why is None and self._scanning_logged:
+            logger.info("invalidations use the index again")
+            self._scanning_logged = False
+        elif why is not None:
             if self._use_index and not self._scanning_logged:
                 logger.info("invalidations scan the keyspace: %s", why)
                 self._scanning_logged = True
