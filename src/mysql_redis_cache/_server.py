@@ -29,9 +29,10 @@ MAX_FILTERED_SCANS = 8
 class DropProgress:
     """Counts of a running `drop_outdated_cache`, passed to its `progress` callback.
 
-    `examined` estimates the keys SCAN has walked (pages times COUNT) out of `total`, the
-    database size when the run started times the number of scans; `matched` counts keys
-    picked for deletion and `deleted` the ones Redis removed.
+    Scanning, `examined` estimates the keys SCAN has walked (pages times COUNT) out of
+    `total`, the database size when the run started times the number of scans; through
+    the index, the index members read out of those listed. `matched` counts keys picked
+    for deletion and `deleted` the ones Redis removed.
     """
 
     total: int = 0
@@ -106,7 +107,9 @@ class MRCServer:
 
         A key is deleted when it is a cache key and `Name=String(value)` is a whole
         `_`-delimited segment of it, for at least one pair (or all, with
-        `require_all_match`). Other keys are never touched.
+        `require_all_match`). Other keys are never touched. The keys are found through
+        the invalidation index when an `MRCIndexer` proves it holds every entry, else by
+        scanning the keyspace (`last_path` says which).
 
         Args:
             dry_run: count the entries that would be deleted, delete nothing.
