@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 import redis
 
-from mysql_redis_cache import CacheAuthError, MRCIndexer, MRCServer, NotificationsOffError
+from mysql_redis_cache import (
+    CacheAuthError,
+    MRCClient,
+    MRCIndexer,
+    MRCServer,
+    NotificationsOffError,
+)
 from mysql_redis_cache._cli import main
 from mysql_redis_cache._index.names import PREFIX, SET_PREFIX, set_for_token
 from mysql_redis_cache._redis.fills import marker_of, stamp_of
@@ -21,6 +27,7 @@ from ._indexer import cache_key, indexer_process, wait_alive
 from ._node import run_node
 from ._redis_server import RedisProcess, redis_cluster, redis_server
 from ._threads import until
+from .conftest import MYSQL_CONFIG
 
 
 @pytest.fixture
@@ -438,3 +445,29 @@ def test_refused_credentials_stop_the_indexer() -> None:
         with pytest.raises(CacheAuthError):
             asyncio.run(MRCIndexer(url).run())
         assert main(["index", "--redis-url", url]) == 2
+
+
+async def test_a_fill_overtaken_through_the_index_stores_nothing(
+    private: RedisProcess, sync: redis.Redis, indexer: MRCIndexer
+) -> None:
+    """The index path deletes a running fill's marker, as the scan does, and the fill
+    then stores nothing."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> list[dict[str, str]]:
+        started.set()
+        await release.wait()
+        return [{"v": "read before the change"}]
+
+    async with MRCClient(MYSQL_CONFIG, private.url) as client:
+        fill = asyncio.create_task(client.with_cache(slow, "q", [3], ["StoreId"]))
+        await started.wait()
+        assert list(sync.scan_iter(match=b"*:fill:*")) != []
+        async with MRCServer(private.url) as server:
+            await server.drop_outdated_cache(["StoreId"], [3])
+            assert server.last_path == "index"
+        assert list(sync.scan_iter(match=b"*:fill:*")) == []
+        release.set()
+        assert await fill == [{"v": "read before the change"}]
+        key = client.get_key_from_query("q", [3], ["StoreId"])
+    assert sync.exists(key) == 0
