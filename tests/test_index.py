@@ -471,3 +471,22 @@ async def test_a_fill_overtaken_through_the_index_stores_nothing(
         assert await fill == [{"v": "read before the change"}]
         key = client.get_key_from_query("q", [3], ["StoreId"])
     assert sync.exists(key) == 0
+
+
+def test_a_user_without_scripts_is_told_what_is_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An ACL user that may not run scripts: mrc index exits 2 with one line, instead of
+    rebuilding for ever."""
+    with redis_server("--notify-keyspace-events", "KEA") as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.acl_setuser(
+            "app", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+            commands=["+@all", "-evalsha", "-eval"],
+        )  # fmt: skip
+        url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+        assert main(["index", "--redis-url", url]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert "EVALSHA" in err, err
+        admin.close()

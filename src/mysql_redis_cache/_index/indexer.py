@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any, Self, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from .._errors import ConfigError
 from .._redis.holder import RedisConfig, RedisHolder, translate
@@ -101,6 +102,7 @@ class MRCIndexer:
         """Follow every primary until one of them fails."""
         client = self._redis.client()
         store = IndexStore(client)
+        await store.check()
         if not isinstance(client, aioredis.RedisCluster):
             self._followers = [_follower(client, store, self._who, self._redis.where)]
             await self._follow(store)
@@ -188,12 +190,22 @@ def _first(exc: Exception) -> BaseException:
     """The error that ended a session, as the library would raise it: a configuration
     error (notifications off, refused credentials) before anything else."""
     errors = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
-    found = [
-        _first(e) if isinstance(e, ExceptionGroup) else e if isinstance(e, SessionEnded)
-        else translate(e, "index")
-        for e in errors
-    ]  # fmt: skip
+    found = [_first(e) if isinstance(e, ExceptionGroup) else _error_of(e) for e in errors]
     return next((e for e in found if isinstance(e, ConfigError)), found[0])
+
+
+def _error_of(exc: Exception) -> BaseException:
+    if isinstance(exc, SessionEnded):
+        return exc
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        error = ConfigError(
+            f"Redis refused the indexer a command ({exc}): its user needs SUBSCRIBE, "
+            "EVALSHA and EVAL, SCAN, PTTL, INFO, CONFIG GET, SET, GET, UNLINK, RPUSH, "
+            "PEXPIRE, TIME and the ZSET reads, on every key and channel"
+        )
+        error.__cause__ = exc
+        return error
+    return translate(exc, "index")
 
 
 def _follower(client: aioredis.Redis, store: IndexStore, who: bytes, where: str) -> Follower:
