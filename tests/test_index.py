@@ -358,16 +358,22 @@ async def test_expired_keys_leave_the_index(
     assert members() == 2 * len(live)  # StoreId=9 and UserId=n of each live entry
 
 
+def user_without(server: RedisProcess, *refused: str) -> str:
+    """The URL of a new ACL user allowed everything but the `refused` commands."""
+    admin = redis.Redis.from_url(server.url)
+    admin.acl_setuser(
+        "app", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+        commands=["+@all", *refused],
+    )  # fmt: skip
+    admin.close()
+    return f"redis://app:pw@127.0.0.1:{server.port}/0"
+
+
 def test_notifications_refused_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     """Notifications off, and a user who may not CONFIG SET: mrc index exits 2 with one
     line naming what to set."""
     with redis_server() as server:
-        admin = redis.Redis.from_url(server.url)
-        admin.acl_setuser(
-            "app", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
-            commands=["+@all", "-config|set"],
-        )  # fmt: skip
-        url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+        url = user_without(server, "-config|set")
         assert main(["index", "--redis-url", url]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1, err
@@ -379,7 +385,6 @@ def test_notifications_refused_is_one_clear_line(capsys: pytest.CaptureFixture[s
 
         with pytest.raises(NotificationsOffError):
             asyncio.run(run())
-        admin.close()
 
 
 def test_options_are_checked() -> None:
@@ -479,14 +484,8 @@ def test_a_user_without_scripts_is_told_what_is_missing(
     """An ACL user that may not run scripts: mrc index exits 2 with one line, instead of
     rebuilding for ever."""
     with redis_server("--notify-keyspace-events", "KEA") as server:
-        admin = redis.Redis.from_url(server.url)
-        admin.acl_setuser(
-            "app", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
-            commands=["+@all", "-evalsha", "-eval"],
-        )  # fmt: skip
-        url = f"redis://app:pw@127.0.0.1:{server.port}/0"
+        url = user_without(server, "-evalsha", "-eval")
         assert main(["index", "--redis-url", url]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1, err
         assert "EVALSHA" in err, err
-        admin.close()

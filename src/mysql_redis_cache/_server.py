@@ -6,7 +6,7 @@ import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from ._errors import CacheError, CacheUnavailableError, ConfigError
@@ -152,7 +152,7 @@ class MRCServer:
     ) -> int:
         """`drop_outdated_cache`'s work: through the index when an indexer proves it
         complete, else by scanning."""
-        counts = DropProgress()
+        drop = _Drop(tokens, require_all_match, dry_run, progress)
         # the database's size for progress reports, before the stamps add to it
         size = await self._redis.dbsize() if progress is not None else 0
         if not dry_run:
@@ -160,7 +160,7 @@ class MRCServer:
         why = await self._prove() if self._use_index else "use_index is off"
         if why is None:
             try:
-                await self._drop_indexed(tokens, require_all_match, dry_run, progress, counts)
+                await self._drop_indexed(drop)
             except CacheUnavailableError:
                 raise
             except CacheError as exc:  # an index set that is not one (WRONGTYPE), say
@@ -174,8 +174,8 @@ class MRCServer:
             if self._use_index and not self._scanning_logged:
                 logger.info("invalidations scan the keyspace: %s", why)
                 self._scanning_logged = True
-            await self._scan(tokens, require_all_match, dry_run, progress, counts, size)
-        result = counts.matched if dry_run else counts.deleted
+            await self._scan(drop, size)
+        result = drop.counts.matched if dry_run else drop.counts.deleted
         logger.debug("dropped %d cache entries for %s (dry run: %s)", result, tokens, dry_run)
         return result
 
@@ -183,48 +183,38 @@ class MRCServer:
         with redis_errors("index barrier"):
             return await proof.prove(self._redis.client(), self._index_wait)
 
-    async def _drop_indexed(
-        self,
-        tokens: list[bytes],
-        require_all_match: bool,
-        dry_run: bool,
-        progress: Callable[[DropProgress], object] | None,
-        counts: DropProgress,
-    ) -> None:
+    async def _drop_indexed(self, drop: _Drop) -> None:
         """Delete what the index lists and `matches` confirms: O(entries listed)."""
         client = self._redis.client()
-        seen: set[bytes] = set()
-        with redis_errors("index read"):
-            counts.total = await proof.size(client, tokens)
-            pages = [page async for page in proof.members(client, tokens, require_all_match)]
-        for page in pages:
-            fresh = [key for key in page if key not in seen]
+        counts, seen = drop.counts, set[bytes]()
+        if drop.progress is not None:
+            with redis_errors("index read"):
+                counts.total = await proof.size(client, drop.tokens)
+        pages = proof.members(client, drop.tokens, drop.require_all)
+        while True:
+            with redis_errors("index read"):
+                page = await anext(pages, None)
+            if page is None:
+                return
+            fresh = [key for key in page if key not in seen]  # ZSCAN may repeat a member
             seen.update(fresh)
-            entries, others = _doomed(fresh, tokens, require_all_match, [])
+            entries, others = _doomed(fresh, drop.tokens, drop.require_all, [])
             counts.examined = min(counts.examined + len(page), counts.total)
-            if dry_run:
+            if drop.dry_run:
                 counts.matched += await self._redis.unlink(entries, exists=True)
             else:
                 counts.matched += len(entries)
                 counts.deleted += await self._redis.unlink(entries)
                 await self._redis.unlink(others)
-            if progress is not None:
-                progress(counts)
+            drop.report()
 
-    async def _scan(
-        self,
-        tokens: list[bytes],
-        require_all_match: bool,
-        dry_run: bool,
-        progress: Callable[[DropProgress], object] | None,
-        counts: DropProgress,
-        size: int,
-    ) -> None:
+    async def _scan(self, drop: _Drop, size: int) -> None:
         """SCAN for the tokens and delete what `matches` confirms: O(keys in Redis)."""
+        tokens, counts = drop.tokens, drop.counts
         # AND: every doomed key holds the first token. OR: one filtered scan per token,
         # each skipping keys an earlier token's scan already took; past
         # MAX_FILTERED_SCANS tokens, one unfiltered scan.
-        scans: list[bytes | None] = list(tokens[:1] if require_all_match else tokens)
+        scans: list[bytes | None] = list(tokens[:1] if drop.require_all else tokens)
         if len(scans) > MAX_FILTERED_SCANS:
             scans = [None]
         counts.total = size * len(scans)
@@ -233,19 +223,18 @@ class MRCServer:
             earlier = tokens[:index] if token is not None else []
 
             def doomed(page: list[bytes], earlier: list[bytes] = earlier) -> Doomed:
-                return _doomed(page, tokens, require_all_match, earlier)
+                return _doomed(page, tokens, drop.require_all, earlier)
 
             async for picked, deleted in self._redis.sweep(
-                None if token is None else scan_pattern(token), SCAN_COUNT, doomed, dry_run
+                None if token is None else scan_pattern(token), SCAN_COUNT, doomed, drop.dry_run
             ):
-                if not dry_run and time.monotonic() - stamped > STAMP_REFRESH:
+                if not drop.dry_run and time.monotonic() - stamped > STAMP_REFRESH:
                     await self._redis.stamp(tokens, renew=True)
                     stamped = time.monotonic()
                 counts.examined = min(counts.examined + SCAN_COUNT, counts.total)
                 counts.matched += picked
                 counts.deleted += deleted
-                if progress is not None:
-                    progress(counts)
+                drop.report()
 
     async def close_redis_connection(self) -> None:
         """Close the Redis connection; the next call reopens it."""
@@ -260,6 +249,21 @@ class MRCServer:
     async def close(self) -> None:
         """Close the Redis connection (what `async with` does on the way out)."""
         await self._redis.close()
+
+
+@dataclass(slots=True)
+class _Drop:
+    """One invalidation's request and its running counts."""
+
+    tokens: list[bytes]
+    require_all: bool
+    dry_run: bool
+    progress: Callable[[DropProgress], object] | None
+    counts: DropProgress = field(default_factory=DropProgress)
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.counts)
 
 
 def _doomed(

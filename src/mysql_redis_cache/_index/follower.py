@@ -103,7 +103,7 @@ class Follower:
         cursor = 0
         while True:
             cursor, keys = await self._scan(cursor)
-            await self._flush(keys, [segments_of(key) for key in keys])
+            await self._flush([(key, held) for key in keys if (held := segments_of(key))])
             if cursor == 0:
                 break
         self._filled = True
@@ -136,8 +136,7 @@ class Follower:
 
     async def _apply(self, batch: list[Any], probe: bytes, state: tuple[int, str, str]) -> None:
         """Index what the notifications name, in order; acknowledge barriers."""
-        pending: list[bytes] = []
-        held: list[list[bytes]] = []
+        pending: list[tuple[bytes, list[bytes]]] = []
         for message in batch:
             if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
                 continue  # a PING's answer
@@ -146,7 +145,8 @@ class Follower:
                 if key.startswith(PREFIX):
                     raise SessionEnded(f"Redis evicted the index's {key!r}")
             elif is_barrier(key):
-                await self._flush(pending, held)
+                await self._flush(pending)
+                pending = []
                 if key == probe:
                     self._probed = True
                     await self._command("UNLINK", probe)
@@ -158,17 +158,11 @@ class Follower:
                         )
                     await self._store.ack(key, self._who)
                     self.acks += 1
-            elif segments := segments_of(key):
-                pending.append(key)
-                held.append(segments)
-        await self._flush(pending, held)
+            elif held := segments_of(key):
+                pending.append((key, held))
+        await self._flush(pending)
 
-    async def _flush(self, keys: list[bytes], segments: list[list[bytes]]) -> None:
-        """Index `keys` that have segments; empty both lists."""
-        wanted = [at for at, held in enumerate(segments) if held]
-        if wanted:
-            self.indexed += await self._store.add(
-                [keys[at] for at in wanted], [segments[at] for at in wanted]
-            )
-        keys.clear()
-        segments.clear()
+    async def _flush(self, keys: list[tuple[bytes, list[bytes]]]) -> None:
+        """Index `keys`, each with its segments."""
+        if keys:
+            self.indexed += await self._store.add(keys)

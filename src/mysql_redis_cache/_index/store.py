@@ -33,15 +33,17 @@ class IndexStore:
                 pipe.pttl(key)
             return list(await pipe.execute(raise_on_error=False))
 
-    async def add(self, keys: Sequence[bytes], segments: Sequence[list[bytes]]) -> int:
-        """Index `keys` (cache keys and fill markers, with their `segments_of`) with their
-        TTLs as they are now; keys already gone are left out. Returns how many were
-        indexed."""
+    async def add(self, keys: Sequence[tuple[bytes, list[bytes]]]) -> int:
+        """Index `keys` (cache keys and fill markers, each with its `segments_of`) with
+        their TTLs as they are now; keys already gone are left out. Returns how many
+        were indexed."""
         # A single server lets the script read each TTL; a Cluster's keys are elsewhere.
-        ttls: list[Any] = await self._ttls(keys) if self._cluster else [b"?"] * len(keys)
+        ttls: list[Any] = (
+            await self._ttls([key for key, _ in keys]) if self._cluster else [b"?"] * len(keys)
+        )
         sets: dict[bytes, bytes] = {DUE: b"1"}
         args: list[bytes] = []
-        for key, ttl, held in zip(keys, ttls, segments, strict=True):
+        for (key, held), ttl in zip(keys, ttls, strict=True):
             if isinstance(ttl, Exception):  # moved mid-reshard, say: look again soon
                 ttl = MARKER_RECHECK_MS
             elif ttl == -2:
