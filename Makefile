@@ -37,9 +37,10 @@ test: install services  ## the whole suite with branch coverage, twice: asyncmy 
 	MRC_MYSQL_DRIVER=aiomysql MRC_JSON=stdlib $(UV) run --exact --extra fast pytest -m "not otel" --cov --cov-append --cov-report=term
 	$(UV) sync --inexact $(ALL)  # back to everything, for the other targets
 
-fuzz: install services  ## the differential test against Node, 10x the cases of make test, fresh seed (SEED=n replays)
+fuzz: install services  ## the differential tests (against Node; index against scan), more cases, fresh seed (SEED=n replays)
 	@seed=$${SEED:-$$(date +%s)}; echo "MRC_FUZZ_SEED=$$seed"; \
-	MRC_FUZZ_SEED=$$seed MRC_FUZZ_CASES=1200 $(UV) run $(ALL) pytest -q tests/test_differential.py
+	MRC_FUZZ_SEED=$$seed MRC_FUZZ_CASES=1200 $(UV) run $(ALL) pytest -q tests/test_differential.py && \
+	MRC_FUZZ_SEED=$$seed MRC_INDEX_CASES=1000 $(UV) run $(ALL) pytest -q tests/test_index.py -k same_keys
 
 test-interop:  ## only the tests that run the real npm package
 	$(UV) run $(ALL) pytest -m interop
