@@ -493,3 +493,21 @@ def test_a_user_without_scripts_is_told_what_is_missing(
         err = capsys.readouterr().err
         assert err.count("\n") == 1, err
         assert "EVALSHA" in err, err
+
+
+async def test_thousands_of_concurrent_invalidations_use_the_index(
+    private: RedisProcess, sync: redis.Redis, indexer: MRCIndexer
+) -> None:
+    """2,000 invalidations at once: each proven through the index, each deleting its
+    own entry and nothing else, 0 errors."""
+    keys = [cache_key(f"UserId={n}", f"StoreId={n % 7}") for n in range(4000)]
+    write(sync, keys)
+    async with MRCServer(private.url) as server:
+        results = await asyncio.gather(
+            *(server.drop_outdated_cache(["UserId"], [n]) for n in range(2000)),
+            return_exceptions=True,
+        )
+        assert results == [1] * 2000
+        assert server.paths == {"index": 2000}
+    assert left(sync, keys[:2000]) == 0
+    assert left(sync, keys[2000:]) == 2000

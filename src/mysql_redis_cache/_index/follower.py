@@ -135,8 +135,10 @@ class Follower:
             await self._apply(batch, probe, state)
 
     async def _apply(self, batch: list[Any], probe: bytes, state: tuple[int, str, str]) -> None:
-        """Index what the notifications name, in order; acknowledge barriers."""
+        """Index what the notifications name, then acknowledge the batch's barriers: each
+        acknowledgement follows the indexing of every write before its barrier."""
         pending: list[tuple[bytes, list[bytes]]] = []
+        barriers: list[bytes] = []
         for message in batch:
             if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
                 continue  # a PING's answer
@@ -144,23 +146,23 @@ class Follower:
             if channel.endswith(EVICTED):
                 if key.startswith(PREFIX):
                     raise SessionEnded(f"Redis evicted the index's {key!r}")
+            elif key == probe:
+                self._probed = True
+                await self._command("UNLINK", probe)
             elif is_barrier(key):
-                await self._flush(pending)
-                pending = []
-                if key == probe:
-                    self._probed = True
-                    await self._command("UNLINK", probe)
-                elif self.complete:
-                    if (now := await node_state(self._command)) != state:
-                        raise SessionEnded(
-                            f"{self.where} changed ({state} -> {now}: CONFIG SET ran, or a "
-                            "failover): writes may have gone unnotified"
-                        )
-                    await self._store.ack(key, self._who)
-                    self.acks += 1
+                barriers.append(key)
             elif held := segments_of(key):
                 pending.append((key, held))
         await self._flush(pending)
+        if barriers and self.complete:
+            # one look covers every barrier received: a change before any of them shows
+            if (now := await node_state(self._command)) != state:
+                raise SessionEnded(
+                    f"{self.where} changed ({state} -> {now}: CONFIG SET ran, or a "
+                    "failover): writes may have gone unnotified"
+                )
+            await self._store.ack(barriers, self._who)
+            self.acks += len(barriers)
 
     async def _flush(self, keys: list[tuple[bytes, list[bytes]]]) -> None:
         """Index `keys`, each with its segments."""

@@ -59,13 +59,13 @@ class IndexStore:
         """Run the add script with nothing to add: refused scripts show at once."""
         await self._add(keys=[DUE], args=[])
 
-    async def ack(self, barrier: bytes, who: bytes) -> None:
-        """Tell the invalidation that wrote `barrier` that the index holds every key
-        written before it."""
-        ack = ack_of(barrier)
+    async def ack(self, barriers: Sequence[bytes], who: bytes) -> None:
+        """Tell the invalidations that wrote `barriers` that the index holds every key
+        written before them."""
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.rpush(ack, who)
-            pipe.pexpire(ack, ACK_TTL_MS)
+            for barrier in barriers:
+                pipe.rpush(ack_of(barrier), who)
+                pipe.pexpire(ack_of(barrier), ACK_TTL_MS)
             await pipe.execute()
 
     async def prune(self) -> int:
