@@ -324,6 +324,7 @@ def test_sigterm_leaves_nothing_running_and_nothing_trusted(
         code, out, err = indexer.terminate()
     assert code == 0, err
     assert "stopped:" in out
+    assert "the invalidation index holds every key" in err  # what it did is its output
     assert sync.client_list(_type="pubsub") == []
     assert len(sync.client_list()) == 1  # ours only
     keys = [cache_key("StoreId=1", f"UserId={n}") for n in range(30)]

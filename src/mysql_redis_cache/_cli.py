@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 the output could not be written (full disk, closed pipe),
 2 bad usage or input, 3 MySQL or Redis unreachable or failing, 130 interrupted (Ctrl-C),
-143 terminated (SIGTERM, where the command cleans up first: `demo`).
+143 terminated (SIGTERM, where the command cleans up first: `demo`). `index` runs until
+SIGINT or SIGTERM, its normal stop, and then exits 0.
 """
 
 from __future__ import annotations
@@ -472,10 +473,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     handler = _LineHandler()
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False  # the command reports failures
+    level = logger.level
     try:
         parser = _parser()
         args = parser.parse_args(_flags_after_command(parser, argv))
-        handler.setLevel(logging.INFO if args.verbose else logging.CRITICAL + 1)
+        # `index` runs until stopped: what it does is its output
+        if args.verbose or args.command == "index":
+            handler.setLevel(logging.INFO)
+            logger.setLevel(min(level or logging.INFO, logging.INFO))
+        else:
+            handler.setLevel(logging.CRITICAL + 1)
         asyncio.run(_COMMANDS[args.command](args, stream))
         stream.flush()
     except OutputError as exc:
@@ -495,6 +502,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+        logger.setLevel(level)
     return 0
 
 
