@@ -48,7 +48,7 @@ async def prove(client: Any, wait: float) -> str | None:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.02)
     finally:
-        await asyncio.gather(*(client.unlink(key, ack_of(key)) for key in barriers))
+        await asyncio.gather(*(client.unlink(*pair) for pair in zip(barriers, acks, strict=True)))
 
 
 async def members(
@@ -56,7 +56,7 @@ async def members(
 ) -> AsyncIterator[list[bytes]]:
     """Pages of the keys that may hold the tokens: every key that holds them is among
     them (when the index is complete), and others may be too."""
-    sets = list(dict.fromkeys(set_for_token(token) for token in tokens))
+    sets = _sets(tokens)
     if require_all and len(sets) > 1:  # every match is in each set: read the smallest
         sizes = await asyncio.gather(*(client.zcard(name) for name in sets))
         sets = [min(zip(sizes, sets, strict=True))[1]]
@@ -72,5 +72,9 @@ async def members(
 
 async def size(client: Any, tokens: Sequence[bytes]) -> int:
     """How many members the sets of `tokens` hold (for progress reports)."""
-    sets = list(dict.fromkeys(set_for_token(token) for token in tokens))
-    return sum(await asyncio.gather(*(client.zcard(name) for name in sets)))
+    return sum(await asyncio.gather(*(client.zcard(name) for name in _sets(tokens))))
+
+
+def _sets(tokens: Sequence[bytes]) -> list[bytes]:
+    """The index sets of `tokens`, each once."""
+    return list(dict.fromkeys(set_for_token(token) for token in tokens))

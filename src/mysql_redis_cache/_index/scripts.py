@@ -9,15 +9,28 @@ re-added with a later score, so it is never lost.
 
 from __future__ import annotations
 
+# Both scripts: Redis's clock in milliseconds, and a member's score from its key's TTL
+# (-1: none) and its recheck interval ('-': at expiry).
+_SCORE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local function score_of(ttl, recheck)
+  local score
+  if ttl < 0 then score = math.huge else score = now + ttl end
+  if recheck ~= '-' and now + tonumber(recheck) < score then score = now + tonumber(recheck) end
+  return score
+end
+"""
+
 # KEYS: due, then the sets; ARGV, per member: the member, then "<ttl> <recheck> <sets>":
 # ttl_ms (-1: none; '?': read it here, which only a single server allows, the member
 # being in another slot), recheck_ms ('-': at expiry), and the member's sets as indexes
 # into KEYS joined by ','. Two arguments a member: packing them is most of the
 # indexer's own cost. A member whose key is gone is left out. Returns how many were
 # indexed.
-ADD = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+ADD = (
+    _SCORE
+    + """
 local pending = {}  -- per set: score, member, score, member... for one ZADD each
 local earliest = {}
 local added = 0
@@ -26,9 +39,7 @@ for i = 1, #ARGV, 2 do
   local ttl, recheck, sets = string.match(ARGV[i + 1], '^(%S+) (%S+) (%S+)$')
   if ttl == '?' then ttl = redis.call('PTTL', member) else ttl = tonumber(ttl) end
   if ttl ~= -2 then
-    local score
-    if ttl < 0 then score = math.huge else score = now + ttl end
-    if recheck ~= '-' and now + tonumber(recheck) < score then score = now + tonumber(recheck) end
+    local score = score_of(ttl, recheck)
     for set in string.gmatch(sets, '%d+') do
       set = tonumber(set)
       local args = pending[set]
@@ -50,12 +61,13 @@ end
 for set, score in pairs(earliest) do redis.call('ZADD', KEYS[1], 'LT', score, KEYS[set]) end
 return added
 """
+)
 
 # KEYS: due, set; ARGV, per member: member, score seen, ttl_ms now
-# (-2: gone, -1: none), recheck_ms ('': at expiry). Returns the members removed.
-PRUNE = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+# (-2: gone, -1: none), recheck_ms ('-': at expiry). Returns the members removed.
+PRUNE = (
+    _SCORE
+    + """
 local removed = 0
 local i = 1
 while i <= #ARGV do
@@ -65,10 +77,7 @@ while i <= #ARGV do
       redis.call('ZREM', KEYS[2], member)
       removed = removed + 1
     else
-      local score
-      if ttl < 0 then score = math.huge else score = now + ttl end
-      if recheck ~= '' and now + tonumber(recheck) < score then score = now + tonumber(recheck) end
-      redis.call('ZADD', KEYS[2], score, member)
+      redis.call('ZADD', KEYS[2], score_of(ttl, recheck), member)
     end
   end
   i = i + 4
@@ -78,3 +87,4 @@ if #first == 0 then redis.call('ZREM', KEYS[1], KEYS[2])
 else redis.call('ZADD', KEYS[1], first[2], KEYS[2]) end
 return removed
 """
+)

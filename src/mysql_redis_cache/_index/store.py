@@ -49,8 +49,8 @@ class IndexStore:
             elif ttl == -2:
                 continue
             indexes = b",".join(sets.setdefault(set_of(s), b"%d" % (len(sets) + 1)) for s in held)
-            recheck = b"%d" % MARKER_RECHECK_MS if guarded_entry(key) is not None else b"-"
-            args += (key, b"%s %s %s" % (ttl if ttl == b"?" else b"%d" % ttl, recheck, indexes))
+            ttl = ttl if ttl == b"?" else b"%d" % ttl
+            args += (key, b"%s %s %s" % (ttl, _recheck(key), indexes))
         if not args:
             return 0
         return int(await self._add(keys=list(sets), args=args))
@@ -86,12 +86,11 @@ class IndexStore:
             members = pairs[0::2]
             scores = [int(float(score)) for score in pairs[1::2]]  # whole milliseconds
             ttls = await self._ttls(members) if members else []
-            args: list[bytes | int | str] = []
+            args: list[bytes | int] = []
             for member, score, ttl in zip(members, scores, ttls, strict=True):
                 if isinstance(ttl, Exception):
                     ttl = MARKER_RECHECK_MS
-                recheck = MARKER_RECHECK_MS if guarded_entry(member) is not None else ""
-                args += [member, score, ttl, recheck]
+                args += [member, score, ttl, _recheck(member)]
             removed += await self._prune(keys=[DUE, index_set], args=args)
         return removed
 
@@ -103,3 +102,9 @@ class IndexStore:
         """Withdraw `who`'s heartbeat (another indexer's stays)."""
         if await self._client.get(ALIVE) == who:
             await self._client.delete(ALIVE)
+
+
+def _recheck(key: bytes) -> bytes:
+    """How soon to look at `key` again, for the scripts: fill markers rarely outlive
+    their fill; anything else at its expiry ('-')."""
+    return b"%d" % MARKER_RECHECK_MS if guarded_entry(key) is not None else b"-"
